@@ -1,0 +1,31 @@
+# tf_fedscale: the two commands a new user needs (`make demo`, `make test`).
+PYTHON ?= python3.11
+VENV := .venv
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bazel-test venv clean-venv
+
+venv: $(STAMP)
+
+# TFF 0.87 pins jaxlib==0.4.14, which is not on PyPI: every dependency is pinned in
+# requirements.txt (jax/jaxlib 0.4.13) and TFF itself goes in with --no-deps.
+$(STAMP): requirements.txt requirements-nodeps.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m experiments.run --output_dir=runs/demo --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:warnings -p no:cacheprovider tests
+
+bazel-test: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bazel test --spawn_strategy=standalone --test_output=errors //...
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,98 @@
+"""Tests for tf_fedscale.accounting, on hand-computed cases."""
+
+from absl.testing import absltest
+import numpy as np
+
+from tf_fedscale import accounting
+from tf_fedscale import availability
+from tf_fedscale import population as population_lib
+
+Status = accounting.Status
+MB = 1_000_000
+
+
+def _population(compute_ms, down_kbps, up_kbps, slots=None):
+  n = len(compute_ms)
+  devices = population_lib.DeviceProfiles(
+      np.array(compute_ms, np.float32), np.array(down_kbps, np.float32),
+      np.array(up_kbps, np.float32))
+  if slots is None:
+    avail = availability.AvailabilityTrace.always(n)
+  else:
+    offsets = np.arange(n + 1, dtype=np.int64)
+    avail = availability.AvailabilityTrace(
+        offsets, np.array([s for s, _ in slots], np.int32),
+        np.array([e for _, e in slots], np.int32),
+        np.full(n, availability.SECONDS_PER_WEEK, np.int32))
+  return population_lib.Population(
+      client_ids=[str(i) for i in range(n)], num_examples=np.full(n, 100),
+      devices=devices, availability=avail,
+      device_row=np.arange(n, dtype=np.int32),
+      availability_row=np.arange(n, dtype=np.int32))
+
+
+class AccountingTest(absltest.TestCase):
+
+  def test_four_megabyte_model_over_1000_kbps(self):
+    # 4 MB = 32,000 kbit: 32 s down at 1,000 kbps, 64 s up at 500 kbps;
+    # 100 samples x 10 ms x 3 (forward + backward) = 3 s of compute.
+    pop = _population([10.0], [1000.0], [500.0])
+    acc = accounting.LatencyAccountant(pop, clients_per_round=1)
+    out = acc.account(1, [0], [100], bytes_down=4 * MB, bytes_up=4 * MB)
+    self.assertAlmostEqual(out.download_s[0], 32.0, places=4)
+    self.assertAlmostEqual(out.compute_s[0], 3.0, places=4)
+    self.assertAlmostEqual(out.upload_s[0], 64.0, places=4)
+    self.assertAlmostEqual(out.duration_s, 99.0, places=4)
+    self.assertAlmostEqual(acc.virtual_time_s, 99.0, places=4)
+    self.assertEqual(out.status[0], Status.COMPLETED)
+    self.assertEqual(out.bytes_down[0], 4 * MB)
+    self.assertEqual(out.bytes_up[0], 4 * MB)
+
+  def test_client_whose_slot_ends_mid_round_drops(self):
+    # Both need 32 + 32 s; client 1 goes offline 40 s into the round.
+    pop = _population([0.0, 0.0], [1000.0] * 2, [1000.0] * 2,
+                      slots=[(0, 1000), (0, 40)])
+    acc = accounting.LatencyAccountant(pop, clients_per_round=2)
+    out = acc.account(1, [0, 1], [0, 0], bytes_down=4 * MB, bytes_up=4 * MB)
+    np.testing.assert_array_equal(out.status, [Status.COMPLETED, Status.DROPPED_OFFLINE])
+    np.testing.assert_array_equal(out.completed, [0])
+    self.assertAlmostEqual(out.end_s[1], 40.0)
+    # It received the whole model (32 s) but uploaded nothing.
+    self.assertEqual(out.bytes_down[1], 4 * MB)
+    self.assertEqual(out.bytes_up[1], 0)
+    self.assertAlmostEqual(out.duration_s, 64.0, places=4)
+
+  def test_overcommit_keeps_the_fastest(self):
+    pop = _population([10.0, 40.0, 20.0, 30.0], [1e9] * 4, [1e9] * 4)
+    acc = accounting.LatencyAccountant(pop, clients_per_round=2)
+    out = acc.account(1, [0, 1, 2, 3], [100] * 4, bytes_down=0, bytes_up=0)
+    np.testing.assert_array_equal(
+        out.status, [Status.COMPLETED, Status.STRAGGLER, Status.COMPLETED, Status.STRAGGLER])
+    self.assertAlmostEqual(out.duration_s, 6.0, places=4)  # client 2: 100 x 20 ms x 3
+    np.testing.assert_allclose(out.end_s, [3.0, 6.0, 6.0, 6.0], rtol=1e-6)
+
+  def test_deadline_cuts_slow_clients(self):
+    pop = _population([10.0, 40.0], [1e9] * 2, [1e9] * 2)
+    acc = accounting.LatencyAccountant(pop, deadline_s=5.0)
+    out = acc.account(1, [0, 1], [100, 100], bytes_down=0, bytes_up=0)
+    np.testing.assert_array_equal(out.status, [Status.COMPLETED, Status.MISSED_DEADLINE])
+    self.assertEqual(out.duration_s, 5.0)
+
+  def test_clock_advances_across_rounds_and_slots(self):
+    # Online only in [0, 50): round 1 takes 30 s, round 2 would end at 60 s.
+    pop = _population([100.0], [1e9], [1e9], slots=[(0, 50)])
+    acc = accounting.LatencyAccountant(pop, clients_per_round=1)
+    first = acc.account(1, [0], [100], bytes_down=0, bytes_up=0)
+    self.assertEqual(first.status[0], Status.COMPLETED)
+    second = acc.account(2, [0], [100], bytes_down=0, bytes_up=0)
+    self.assertEqual(second.start_time_s, 30.0)
+    self.assertEqual(second.status[0], Status.DROPPED_OFFLINE)
+    self.assertAlmostEqual(acc.virtual_time_s, 50.0, places=4)
+
+  def test_needs_a_way_to_end_rounds(self):
+    with self.assertRaisesRegex(ValueError, 'clients_per_round, deadline_s'):
+      accounting.LatencyAccountant(_population([1.0], [1.0], [1.0]))
+
+
+if __name__ == '__main__':
+  absltest.main()
