@@ -1,0 +1,395 @@
+"""Tests for the dataset loaders: each on a tiny file set in its real format."""
+
+import json
+import lzma
+import os
+import shutil
+import sqlite3
+import tempfile
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow as tf
+
+from tasks import audio
+from tasks import fedscale_csv
+from tasks import fixtures
+from tasks import leaf
+from tasks import partition
+from tasks import sources
+from tasks import storage
+from tasks import tfds_source
+from tasks import tff_sqlite
+
+
+def _elements(split: sources.ClientSplit, client_id: str) -> list:
+  return list(split.client_data.create_tf_dataset_for_client(client_id).as_numpy_iterator())
+
+
+class LoaderTestCase(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.root = self.enterContext(tempfile.TemporaryDirectory())
+    self.cache = os.path.join(self.root, 'cache')
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.root, *parts)
+
+
+class StorageTest(LoaderTestCase):
+
+  def test_roundtrip_and_quoted_client_ids(self):
+    schema = {'x': storage.Field('float32', (2, 3)), 'y': storage.Field('int64'),
+              's': storage.Field(storage.STRING), 'v': storage.Field(storage.STRING, (2,))}
+    path = self.path('store.sqlite')
+    with storage.writing(path, schema, {'note': 'hi'}) as writer:
+      writer.add('train', "o'brien", [{'x': np.full((2, 3), 1.5), 'y': 7, 's': 'é',
+                                        'v': ['a', 'b']}])
+      writer.add('train', 'b', [])   # no examples: not recorded
+      writer.add('train', "o'brien", [{'x': np.zeros((2, 3)), 'y': -1, 's': '', 'v': ['', 'c']}])
+    self.assertEqual(storage.read_meta(path)['note'], 'hi')
+    self.assertEqual(storage.read_schema(path), schema)
+    split = sources.open_split(path, 'train', storage.build_parser(schema))
+    self.assertEqual(split.client_ids, ("o'brien",))
+    np.testing.assert_array_equal(split.num_examples, [2])
+    first, second = _elements(split, "o'brien")
+    np.testing.assert_array_equal(first['x'], np.full((2, 3), 1.5, np.float32))
+    self.assertEqual((first['y'], first['s'].decode()), (7, 'é'))
+    self.assertEqual(list(second['v']), [b'', b'c'])
+    self.assertEqual(second['y'], -1)
+
+  def test_failed_write_leaves_nothing(self):
+    path = self.path('bad.sqlite')
+    with self.assertRaises(ValueError):
+      with storage.writing(path, {'x': storage.Field('float32', (2,))}) as writer:
+        writer.add('train', 'a', [{'x': [1.0, 2.0, 3.0]}])
+    self.assertEmpty([f for f in os.listdir(self.root)])
+
+  def test_filter_sizes(self):
+    path = self.path('s.sqlite')
+    with storage.writing(path, {'y': storage.Field('int64')}) as writer:
+      for client, n in (('a', 2), ('b', 5), ('c', 9)):
+        writer.add('train', client, [{'y': 0}] * n)
+    split = sources.open_split(path, 'train', storage.build_parser(storage.read_schema(path)))
+    self.assertEqual(split.filter_sizes(3, 0).client_ids, ('b', 'c'))
+    self.assertEqual(split.filter_sizes(1, 5).client_ids, ('a', 'b'))
+    source = sources.FederatedSource(split, split)
+    with self.assertRaisesRegex(ValueError, 'min_samples'):
+      source.filter_train(10, 0)
+
+
+class LeafTest(LoaderTestCase):
+
+  def test_femnist_shards_clients_specs_counts(self):
+    data = self.path('femnist')
+    writers = fixtures.write_leaf_femnist(data, train_counts=(5, 3, 4, 2),
+                                          test_counts=(1, 2, 1, 1))
+    splits = leaf.load(data, self.cache)
+    train, test = splits['train'], splits['test']
+    # Shard order (0 before 10), then each shard's users order.
+    self.assertEqual(train.client_ids, tuple(writers))
+    np.testing.assert_array_equal(train.num_examples, [5, 3, 4, 2])
+    np.testing.assert_array_equal(test.num_examples, [1, 2, 1, 1])
+    spec = train.client_data.element_type_structure
+    self.assertEqual(spec['x'], tf.TensorSpec((784,), tf.float32))
+    self.assertEqual(spec['y'], tf.TensorSpec((), tf.int64))
+    with open(os.path.join(data, 'train', 'all_data_10_niid_0_train_9.json')) as f:
+      raw = json.load(f)
+    got = _elements(train, writers[2])
+    np.testing.assert_allclose(got[0]['x'], raw['user_data'][writers[2]]['x'][0], atol=1e-6)
+    self.assertEqual([e['y'] for e in got], raw['user_data'][writers[2]]['y'])
+
+  def test_cached_conversion_is_reused_and_invalidated(self):
+    data = self.path('leaf')
+    fixtures.write_leaf_shard(os.path.join(data, 'train', 'a.json'),
+                              {'u1': {'x': [[1, 2]], 'y': [3]}})
+    fixtures.write_leaf_shard(os.path.join(data, 'test', 'a.json'),
+                              {'u1': {'x': [[1.5, 2]], 'y': [4]}})
+    first = leaf.load(data, self.cache)['train'].path
+    self.assertEqual(leaf.load(data, self.cache)['train'].path, first)
+    fixtures.write_leaf_shard(os.path.join(data, 'train', 'a.json'),
+                              {'u1': {'x': [[1, 2], [3, 4]], 'y': [3, 5]}})
+    os.utime(os.path.join(data, 'train', 'a.json'), ns=(1, 1))
+    splits = leaf.load(data, self.cache)
+    self.assertNotEqual(splits['train'].path, first)
+    np.testing.assert_array_equal(splits['train'].num_examples, [2])
+    # Ints in the first shard, floats later: vectors are stored as float32.
+    self.assertEqual(_elements(splits['test'], 'u1')[0]['x'].tolist(), [1.5, 2.0])
+    fixtures.write_leaf_shard(os.path.join(data, 'test', 'a.json'),
+                              {'u1': {'x': [[1.5, 2]], 'y': [4.5]}})
+    with self.assertRaisesRegex(ValueError, 'non-integer'):
+      leaf.load(data, self.cache)
+
+  def test_value_types(self):
+    data = self.path('types')
+    users = {
+        'tweeter': {'x': [['1', 'Mon', 'NO_QUERY', 'tweeter', 'so happy', 'training']],
+                    'y': [1]},
+    }
+    fixtures.write_leaf_shard(os.path.join(data, 'test', 's.json'), users)
+    (split,) = leaf.load(data, self.cache).values()
+    self.assertEqual(split.split, 'test')
+    element = _elements(split, 'tweeter')[0]
+    self.assertEqual(element['x'][4], b'so happy')
+    data = self.path('vehicle')
+    fixtures.write_leaf_shard(os.path.join(data, 'train', 'mytrain.json'),
+                              {'f_00000': {'x': [[0.5, -1.0], [2.0, 0.0]], 'y': [[-1], [1]]}})
+    split = leaf.load(data, self.cache)['train']
+    self.assertEqual([e['y'].tolist() for e in _elements(split, 'f_00000')], [[-1], [1]])
+
+  def test_label_filter_and_num_samples_mismatch(self):
+    data = self.path('digits')
+    fixtures.write_leaf_shard(os.path.join(data, 'train', 's.json'), {
+        'a': {'x': [[0.0], [1.0], [2.0]], 'y': [3, 40, 9]},
+        'b': {'x': [[0.0]], 'y': [55]}})
+    with open(os.path.join(data, 'train', 's.json')) as f:
+      raw = json.load(f)
+    raw['num_samples'] = [4, 1]
+    with open(os.path.join(data, 'train', 's.json'), 'w') as f:
+      json.dump(raw, f)
+    split = leaf.load(data, self.cache, label_below=10)['train']
+    self.assertEqual(split.client_ids, ('a',))
+    self.assertEqual([e['y'] for e in _elements(split, 'a')], [3, 9])
+    meta = storage.read_meta(split.path)
+    self.assertEqual(meta['declared_num_samples'], {'train': 5})
+    self.assertLen(meta['num_samples_mismatches'], 1)
+
+  def test_errors(self):
+    with self.assertRaises(FileNotFoundError) as e:
+      leaf.load(self.path('nowhere'), self.cache, dataset='femnist')
+    self.assertIn('train/*.json', str(e.exception))
+    self.assertIn('github.com/TalwalkarLab/leaf', str(e.exception))
+    bad = self.path('bad')
+    os.makedirs(os.path.join(bad, 'train'))
+    with open(os.path.join(bad, 'train', 'x.json'), 'w') as f:
+      f.write('{"users": ["a"], "user_data": {"a": {"x": [[1]], "y": [1, 2]}}}')
+    with self.assertRaisesRegex(ValueError, 'mismatched'):
+      leaf.load(bad, self.cache)
+
+
+class FedScaleCsvTest(LoaderTestCase):
+
+  def test_images_under_split_dirs(self):
+    data = self.path('openimage')
+    ids = fixtures.write_fedscale_images(data, {'train': [3, 1, 2], 'test': [2]},
+                                         channels=3, image_format='jpeg')
+    splits = fedscale_csv.load(data, dataset='openimage', published='x', cache_dir=self.cache)
+    self.assertEqual(splits['train'].client_ids, tuple(ids['train']))
+    np.testing.assert_array_equal(splits['train'].num_examples, [3, 1, 2])
+    element = _elements(splits['train'], ids['train'][2])[1]
+    self.assertTrue(os.path.isfile(element['sample'].decode()))
+    self.assertTrue(element['sample'].decode().startswith(os.path.join(data, 'train')))
+    mapping = fedscale_csv.read_mapping(fedscale_csv.mapping_path(data, 'train'))
+    self.assertEqual(element['label'], mapping.label_ids[-1])
+    self.assertEqual(storage.read_meta(splits['train'].path)['max_label'],
+                     int(max(mapping.label_ids.max(),
+                             fedscale_csv.read_mapping(fedscale_csv.mapping_path(
+                                 data, 'test')).label_ids.max())))
+
+  def test_paths_relative_to_data_dir_and_missing_files(self):
+    data = self.path('femnist')
+    fixtures.write_fedscale_images(data, {'train': [2], 'test': [1]}, under_split=False)
+    splits = fedscale_csv.load(data, dataset='femnist', published='x', cache_dir=self.cache)
+    sample = _elements(splits['train'], '100')[0]['sample'].decode()
+    self.assertEqual(os.path.dirname(os.path.dirname(sample)), data)
+    os.remove(os.path.join(data, 'c100', 'img_1.png'))
+    with self.assertRaisesRegex(FileNotFoundError, r'1 of 2 samples .* missing'):
+      fedscale_csv.load(data, dataset='femnist', published='x', cache_dir=self.path('c2'))
+
+  def test_speech_name_only_mapping(self):
+    data = self.path('speech')
+    ids = fixtures.write_fedscale_speech(data, {'train': [2, 3], 'test': [1]})
+    mapping = fedscale_csv.read_mapping(fedscale_csv.mapping_path(data, 'train'))
+    self.assertIsNone(mapping.label_ids)
+    self.assertEqual(mapping.client_ids, ids['train'])
+    classes = ('down', 'no', 'up', 'yes')
+    splits = fedscale_csv.load(data, dataset='speech', published='x', label_from='label_name',
+                               classes=classes, cache_dir=self.cache)
+    got = [e['label'] for e in _elements(splits['train'], ids['train'][1])]
+    rows = [classes.index(n) for c, n in zip(mapping.client_of_row, mapping.label_names)
+            if c == 1]
+    self.assertEqual(got, rows)
+    with self.assertRaisesRegex(ValueError, 'unknown label names'):
+      fedscale_csv.load(data, dataset='speech', published='x', label_from='label_name',
+                        classes=('yes',), cache_dir=self.path('c2'))
+    with self.assertRaisesRegex(ValueError, 'no label_id column'):
+      fedscale_csv.load(data, dataset='speech', published='x', cache_dir=self.path('c3'))
+
+  def test_inline_text_with_rating_labels(self):
+    data = self.path('amazon')
+    ids = fixtures.write_fedscale_amazon(data, {'train': [2, 1], 'test': [1]})
+    splits = fedscale_csv.load(data, dataset='amazon', published='x', label_from='rating',
+                               inline=True, cache_dir=self.cache)
+    element = _elements(splits['train'], ids['train'][1])[0]
+    self.assertIn(b'the Product ARRIVED', element['sample'])
+    mapping = fedscale_csv.read_mapping(fedscale_csv.mapping_path(data, 'train'))
+    self.assertEqual(element['label'], int(mapping.label_names[-1]) - 1)
+
+  def test_missing_mapping(self):
+    with self.assertRaises(FileNotFoundError) as e:
+      fedscale_csv.load(self.path('none'), dataset='google_speech',
+                        published='https://example.org/speech', cache_dir=self.cache)
+    message = str(e.exception)
+    self.assertIn('client_data_mapping/train.csv', message)
+    self.assertIn('https://example.org/speech', message)
+    os.makedirs(self.path('h', 'client_data_mapping'))
+    with open(self.path('h', 'client_data_mapping', 'train.csv'), 'w') as f:
+      f.write('who,what\n1,2\n')
+    with self.assertRaisesRegex(ValueError, 'lacks client_id'):
+      fedscale_csv.read_mapping(self.path('h', 'client_data_mapping', 'train.csv'))
+
+
+class TffSqliteTest(LoaderTestCase):
+
+  def test_emnist_splits(self):
+    data = self.path('tff')
+    writers = fixtures.write_tff_emnist(data)
+    splits = tff_sqlite.load('emnist', data, ('train', 'test', 'digits_train'))
+    self.assertEqual(splits['train'].client_ids, tuple(writers))
+    np.testing.assert_array_equal(splits['train'].num_examples, [8, 9, 10])
+    np.testing.assert_array_equal(splits['test'].num_examples, [3, 4, 5])
+    spec = splits['train'].client_data.element_type_structure
+    self.assertEqual(spec['pixels'], tf.TensorSpec((28, 28), tf.float32))
+    self.assertEqual(spec['label'], tf.TensorSpec((), tf.int32))
+    digits = [e['label'] for e in _elements(splits['digits_train'], writers[2])]
+    self.assertLen(digits, 10)
+    self.assertTrue(all(0 <= d <= 9 for d in digits))
+
+  def test_other_databases(self):
+    data = self.path('tff')
+    fixtures.write_tff_shakespeare(data)
+    fixtures.write_tff_stackoverflow(data)
+    fixtures.write_tff_cifar100(data)
+    shakespeare = tff_sqlite.load('shakespeare', data)['train']
+    self.assertEqual(shakespeare.client_ids, ('KING_LEAR_KENT', 'HAMLET_OPHELIA'))
+    self.assertIsInstance(_elements(shakespeare, 'HAMLET_OPHELIA')[0]['snippets'], bytes)
+    so = tff_sqlite.load('stackoverflow', data, ('train', 'heldout', 'test'))
+    np.testing.assert_array_equal(so['heldout'].num_examples, [2, 3, 4])
+    self.assertEqual(_elements(so['train'], '00002')[0]['tags'], b'java|exception')
+    cifar = tff_sqlite.load('cifar100', data)['test']
+    element = _elements(cifar, '1')[0]
+    self.assertEqual((element['image'].shape, element['image'].dtype), ((32, 32, 3), np.uint8))
+    self.assertEqual(element['coarse_label'], element['label'] // 5)
+
+  def test_lzma_archive_is_decompressed_into_the_cache(self):
+    data = self.path('tff')
+    fixtures.write_tff_shakespeare(self.path('raw'))
+    os.makedirs(data)
+    with open(self.path('raw', 'shakespeare.sqlite'), 'rb') as src, lzma.open(
+        os.path.join(data, 'shakespeare.sqlite.lzma'), 'wb') as dst:
+      shutil.copyfileobj(src, dst)
+    split = tff_sqlite.load('shakespeare', data, cache_dir=self.cache)['test']
+    self.assertTrue(split.path.startswith(self.cache))
+    self.assertLen(split, 2)
+
+  def test_missing_and_malformed(self):
+    with self.assertRaises(FileNotFoundError) as e:
+      tff_sqlite.load('stackoverflow', self.path('empty'))
+    self.assertIn('stackoverflow.sqlite', str(e.exception))
+    self.assertIn('tff-datasets-public', str(e.exception))
+    os.makedirs(self.path('bad'))
+    with sqlite3.connect(self.path('bad', 'cifar100.sqlite')) as con:
+      con.execute('CREATE TABLE other (a TEXT)')
+    with self.assertRaisesRegex(ValueError, 'not a TFF ClientData SQLite file'):
+      tff_sqlite.load('cifar100', self.path('bad'))
+
+
+class TfdsTest(LoaderTestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._tfds_root = tempfile.mkdtemp()
+    fixtures.write_tfds(cls._tfds_root, num_train=120, num_test=40)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls._tfds_root)
+    super().tearDownClass()
+
+  def test_partitions(self):
+    natural = tfds_source.load('toy_images', self._tfds_root, partition='feature:user',
+                               cache_dir=self.cache)
+    # Clients in first-appearance order of TFDS's (deterministic) record order.
+    self.assertCountEqual(natural['train'].client_ids, [f'user{i}' for i in range(7)])
+    self.assertEqual(natural['train'].total_examples, 120)
+    spec = natural['train'].client_data.element_type_structure
+    self.assertEqual(spec['x'], tf.TensorSpec((8, 8, 3), tf.uint8))
+    dirichlet = tfds_source.load('toy_images', self._tfds_root, partition='dirichlet',
+                                 num_clients=6, alpha=0.1, cache_dir=self.cache)
+    self.assertEqual(dirichlet['train'].client_ids, tuple(f'train_{k}' for k in range(6)))
+    np.testing.assert_array_equal(dirichlet['train'].num_examples, [20] * 6)
+    pam = tfds_source.load('toy_images', self._tfds_root, partition='pam',
+                           samples_per_client=30, cache_dir=self.cache)
+    self.assertLen(pam['train'], 4)
+    self.assertLen(pam['test'], 1)
+
+  def test_not_prepared(self):
+    with self.assertRaises(FileNotFoundError) as e:
+      tfds_source.load('no_such_dataset_xyz', self._tfds_root, cache_dir=self.cache)
+    self.assertIn('tfds build no_such_dataset_xyz', str(e.exception))
+    with self.assertRaisesRegex(ValueError, 'unknown partition'):
+      tfds_source.load('toy_images', self._tfds_root, partition='zipf', cache_dir=self.cache)
+
+
+class PartitionTest(absltest.TestCase):
+
+  def _check_disjoint_cover(self, parts, n):
+    joined = np.concatenate(parts)
+    self.assertLen(np.unique(joined), len(joined))
+    self.assertEqual(len(joined), n)
+
+  def test_iid_and_power_law(self):
+    rng = np.random.default_rng(0)
+    self._check_disjoint_cover(partition.iid(103, 10, rng), 103)
+    sizes = partition.power_law_sizes(10_000, 100, 1.2, rng, min_size=5)
+    self.assertEqual(sizes.sum(), 10_000)
+    self.assertGreaterEqual(sizes.min(), 5)
+    self.assertGreater(sizes.max(), 10 * np.median(sizes))
+    self._check_disjoint_cover(partition.iid_with_sizes(sizes, rng), 10_000)
+
+  def test_dirichlet_skew_grows_as_alpha_shrinks(self):
+    labels = np.repeat(np.arange(10), 200)
+    spread = {}
+    for alpha in (0.05, 100.0):
+      parts = partition.dirichlet(labels, 20, alpha, np.random.default_rng(1))
+      self._check_disjoint_cover(parts, 2000)
+      spread[alpha] = np.mean([len(np.unique(labels[p])) for p in parts])
+    self.assertLess(spread[0.05], 4)
+    self.assertGreater(spread[100.0], 9.5)
+
+  def test_pam(self):
+    fine = np.repeat(np.arange(20), 50)
+    coarse = fine // 5
+    parts = partition.pam(fine, coarse, 10, 100, 0.1, 10.0, np.random.default_rng(2))
+    self._check_disjoint_cover(parts, 1000)
+    self.assertTrue(all(len(p) == 100 for p in parts))
+    # Sparse coarse-label mixtures: most clients are dominated by one coarse label.
+    top = [np.bincount(coarse[p], minlength=4).max() / 100 for p in parts]
+    self.assertGreater(np.median(top), 0.5)
+
+  def test_by_feature(self):
+    ids, parts = partition.by_feature([b'b', b'a', b'b'])
+    self.assertEqual(ids, ['b', 'a'])
+    self.assertEqual([p.tolist() for p in parts], [[0, 2], [1]])
+
+
+class AudioTest(absltest.TestCase):
+
+  def test_log_mel_shape_range_and_pitch(self):
+    peaks = []
+    for hz in (300.0, 2400.0):
+      wav = tf.audio.encode_wav(tf.constant(fixtures.tone(hz, 0.7))[:, None], 16000)
+      features = audio.log_mel(audio.decode_clip(wav))
+      self.assertEqual(features.shape, (32, 32))
+      self.assertLessEqual(float(tf.reduce_max(features)), 0.0)
+      self.assertGreaterEqual(float(tf.reduce_min(features)), -audio.TOP_DB)
+      peaks.append(int(tf.argmax(tf.reduce_mean(features[:, :10], axis=1))))
+    self.assertLess(peaks[0], peaks[1])
+    mfcc = audio.mfcc(audio.decode_clip(wav))
+    self.assertEqual(mfcc.shape, (32, 32))
+
+
+if __name__ == '__main__':
+  absltest.main()

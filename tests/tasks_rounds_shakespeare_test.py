@@ -1,0 +1,64 @@
+"""shakespeare from LEAF JSON and from TFF's SQLite snippets: elements,
+window counts, and one federated round lowering the loss."""
+
+import os
+import tempfile
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow as tf
+
+from tasks import fixtures
+from tasks import registry
+from tasks import shakespeare
+from tf_fedscale import runtime
+
+
+def setUpModule():
+  global _WORKER
+  _WORKER = runtime.install_local_context()
+
+
+def tearDownModule():
+  _WORKER.stop()
+
+
+class ShakespeareRoundTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.root = self.enterContext(tempfile.TemporaryDirectory())
+    self.cache = os.path.join(self.root, 'cache')
+
+  def build(self, name, data_dir, **kwargs):
+    return registry.build_task(name, data_dir, 0, cache_dir=self.cache, **kwargs)
+
+  def assert_round_lowers_loss(self, task, **kwargs):
+    before, after = fixtures.federated_round(task, task.train_data.client_ids[:3], **kwargs)
+    self.assertLess(after, before)
+
+  def test_shakespeare_leaf(self):
+    data = os.path.join(self.root, 'leaf')
+    roles = fixtures.write_leaf_shakespeare(data)
+    task = self.build('shakespeare', data)
+    self.assertEqual(task.train_data.client_ids, roles)
+    spec = tf.TensorSpec((80,), tf.int32)
+    self.assertEqual(task.train_data.element_type_structure, (spec, spec))
+    x, y = next(iter(task.train_data.create_tf_dataset_for_client(roles[0])))
+    np.testing.assert_array_equal(x[1:], y[:-1])   # targets are inputs shifted by one
+    self.assertEqual(int(x[0]), shakespeare.VOCAB.tokens.index('T') + 1)
+    self.assert_round_lowers_loss(task, client_lr=0.5)
+
+  def test_shakespeare_tff_snippets(self):
+    data = os.path.join(self.root, 'tff')
+    lengths = fixtures.write_tff_shakespeare(data)
+    task = self.build('shakespeare', data)
+    for role, count in zip(task.train_data.client_ids, task.num_train_examples):
+      windows = list(task.train_data.create_tf_dataset_for_client(role))
+      self.assertLen(windows, count)
+      self.assertEqual(count, -(-sum(n + 2 for n in lengths[('train', role)]) // 81))
+      self.assertEqual(int(windows[0][0][0]), shakespeare.VOCAB.bos)
+
+
+if __name__ == '__main__':
+  absltest.main()
