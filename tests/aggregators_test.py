@@ -1,0 +1,190 @@
+"""Tests for tf_fedscale.aggregators: DP noise and epsilon, compression, the upload size."""
+
+import csv
+import os
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import dp_accounting
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from tasks import synthetic
+from tf_fedscale import accounting
+from tf_fedscale import aggregators
+from tf_fedscale import algorithms
+from tf_fedscale import availability
+from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import metrics
+from tf_fedscale import payload
+from tf_fedscale import population as population_lib
+from tf_fedscale import runtime
+from tf_fedscale import selection
+from tf_fedscale import simulation
+
+
+def setUpModule():
+  global _WORKER
+  _WORKER = runtime.install_local_context()
+
+
+def tearDownModule():
+  _WORKER.stop()
+
+
+def _aggregate(factory, values, weights):
+  process = factory.create(tff.TensorType(np.float32, values[0].shape),
+                           tff.TensorType(np.float32))
+  return process.next(process.initialize(), values, weights).result
+
+
+class PrivacyTest(absltest.TestCase):
+
+  def test_gaussian_noise_scale(self):
+    # Mean of K zero updates: only noise, stddev clip * z / K.
+    k, z, clip = 4, 2.0, 0.5
+    agg = aggregators.build_aggregator('dp', clients_per_round=k, noise_multiplier=z,
+                                       clip_norm=clip)
+    result = _aggregate(agg.factory, [np.zeros(40000, np.float32)] * k, [1.0] * k)
+    self.assertAlmostEqual(float(np.std(result)), clip * z / k, delta=0.02 * clip * z / k)
+    self.assertAlmostEqual(float(np.mean(result)), 0.0, delta=0.01)
+
+  def test_clips_and_ignores_weights(self):
+    agg = aggregators.build_aggregator('dp', clients_per_round=2, noise_multiplier=0.0,
+                                       clip_norm=1.0)
+    big = np.zeros(4, np.float32)
+    big[0] = 10.0
+    small = np.array([0, 0.5, 0, 0], np.float32)
+    result = _aggregate(agg.factory, [big, small], [100.0, 1.0])
+    np.testing.assert_allclose(result, [0.5, 0.25, 0, 0], atol=1e-6)  # (clip + small) / 2
+
+  def test_epsilon_matches_dp_accounting(self):
+    z, q, delta = 1.1, 0.01, 1e-5
+    for rounds in (1, 10, 100):
+      accountant = dp_accounting.rdp.RdpAccountant(aggregators.RDP_ORDERS)
+      accountant.compose(dp_accounting.SelfComposedDpEvent(
+          dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)),
+          rounds))
+      self.assertAlmostEqual(aggregators.dp_epsilon(z, q, rounds, delta),
+                             accountant.get_epsilon(delta), places=9)
+    eps = [aggregators.dp_epsilon(z, q, r, delta) for r in (1, 10, 100)]
+    self.assertEqual(eps, sorted(eps))
+    # RDP is an upper bound of the tighter PLD accounting.
+    pld = dp_accounting.pld.PLDAccountant()
+    pld.compose(dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), 100))
+    self.assertBetween(pld.get_epsilon(delta), 0.5 * eps[-1], eps[-1])
+    self.assertEqual(aggregators.dp_epsilon(z, q, 0, delta), 0.0)
+    self.assertEqual(aggregators.dp_epsilon(0.0, q, 3, delta), float('inf'))
+
+
+class CompressionTest(absltest.TestCase):
+
+  def test_top_k_keeps_the_largest_entries(self):
+    x = tf.constant([[0.1, -5.0, 0.2], [3.0, 0.0, -0.3]])
+    encoder = te.encoders.as_simple_encoder(aggregators.top_k_encoder(0.34),
+                                            tf.TensorSpec(x.shape, x.dtype))
+    state = encoder.initial_state()
+    encoded, _ = encoder.encode(x, state)
+    values = [t for k, t in encoded.items() if k.endswith('/values')]
+    self.assertLen(values, 1)
+    self.assertEqual(int(tf.size(values[0])), 3)  # ceil(0.34 x 6)
+    np.testing.assert_allclose(encoder.decode(encoded), [[0, -5.0, 0], [3.0, 0, -0.3]])
+
+  def test_upload_size_is_the_encoded_size(self):
+    spec = tf.TensorSpec([60, 10], tf.float32)
+    agg = aggregators.build_aggregator('quantize', quantization_bits=4)
+    encoder = te.encoders.as_gather_encoder(te.encoders.uniform_quantization(4), spec)
+    params, _, _ = encoder.get_params(encoder.initial_state())
+    encoded, _ = encoder.encode(tf.random.normal([60, 10]), params)
+    bitpacked = [t for k, t in encoded.items() if 'bitpacked' in k][0]
+    # 600 values x 4 bits, packed 28 bits per int32 word (tensor_encoding's layout).
+    self.assertEqual(int(tf.size(bitpacked)), -(-600 * 4 // 28))
+    self.assertEqual(aggregators.encoded_nbytes(agg.encoder_fn, tf.zeros([60, 10])),
+                     payload.serialized_nbytes(encoded))
+
+
+class SimulationChargesTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.task = synthetic.build(num_clients=20, seed=3)
+    cls.work = local_work_lib.LocalWork(batch_size=5, local_steps=2)
+    n = 20
+    # Uploads at 1 kbps dominate the round.
+    cls.pop = population_lib.Population.build(
+        cls.task.train_data.client_ids, cls.task.num_train_examples,
+        population_lib.DeviceProfiles.uniform(n, 1.0, 1e5, 1.0),
+        availability.AvailabilityTrace.always(n), seed=0)
+
+  def _simulate(self, agg, output_dir=None, hooks=()):
+    model_fn = self.task.model_fn()
+    process = agg.prepare_process(algorithms.build_process(
+        'fedavg', model_fn, 0.1, 1.0, model_aggregator=agg.factory))
+    sim = simulation.Simulation(
+        process, self.task.train_data, self.pop, selection.UniformSelector(3),
+        accounting.LatencyAccountant(self.pop, clients_per_round=3), self.work, seed=0,
+        payload_bytes=algorithms.payload_bytes('fedavg', model_fn, agg.upload_nbytes),
+        release_managers=metrics.build_release_managers(output_dir) if output_dir else (),
+        hooks=hooks)
+    _, record = sim.run_round(sim.initialize())
+    return record
+
+  def test_accountant_charges_the_encoded_upload(self):
+    agg = aggregators.build_aggregator('quantize', quantization_bits=8)
+    record = self._simulate(agg)
+    kernel = aggregators.encoded_nbytes(agg.encoder_fn, tf.zeros([60, 10]))
+    bias = aggregators.encoded_nbytes(agg.encoder_fn, tf.zeros([10]))
+    per_client = kernel + bias + payload.serialized_nbytes(0.0)
+    self.assertEqual(record['bytes_up'], 3 * per_client)
+    plain = self._simulate(aggregators.build_aggregator('mean'))
+    self.assertLess(per_client, plain['bytes_up'] / 3 / 2.5)
+    # The round is shorter by exactly the upload time saved (1 kbps).
+    saved_s = (plain['bytes_up'] / 3 - per_client) * 8 / 1000
+    self.assertAlmostEqual(plain['round_duration_s'] - record['round_duration_s'],
+                           saved_s, places=6)
+
+  def test_epsilon_column_per_round(self):
+    output_dir = self.enterContext(tempfile.TemporaryDirectory())
+    agg = aggregators.build_aggregator('dp', clients_per_round=3, noise_multiplier=1.0)
+    report = aggregators.PrivacyReport(1.0, 3, 20, 1e-5)
+    self._simulate(agg, output_dir, hooks=[report])
+    with open(os.path.join(output_dir, 'metrics.csv')) as f:
+      (row,) = list(csv.DictReader(f))
+    self.assertAlmostEqual(float(row['epsilon']),
+                           aggregators.dp_epsilon(1.0, 3 / 20, 1, 1e-5), places=6)
+    self.assertEqual(float(row['dp_delta']), 1e-5)
+
+
+class EveryAggregatorTest(parameterized.TestCase):
+
+  @parameterized.parameters(*aggregators.AGGREGATORS)
+  def test_runs_a_round(self, name):
+    task = synthetic.build(num_clients=20, seed=3)
+    work = local_work_lib.LocalWork(batch_size=5, local_steps=2)
+    agg = aggregators.build_aggregator(name, clients_per_round=3, adaptive_clipping=True,
+                                       noise_multiplier=0.1)
+    process = agg.prepare_process(algorithms.build_process(
+        'fedavg', task.model_fn(), 0.1, 1.0, model_aggregator=agg.factory))
+    composed = simulation.compose_with_client_data(
+        process, task.train_data.preprocess(work.preprocess))
+    output = composed.next(composed.initialize(), ['1', '2', '3'])
+    weights = composed.get_model_weights(output.state).trainable
+    self.assertTrue(all(np.isfinite(w).all() for w in weights))
+    self.assertGreater(max(float(np.abs(w).max()) for w in weights), 0.0)
+
+  def test_rejects_bad_parameters(self):
+    with self.assertRaisesRegex(ValueError, "Unknown aggregator 'median'"):
+      aggregators.build_aggregator('median')
+    with self.assertRaisesRegex(ValueError, 'quantization_bits must be in'):
+      aggregators.build_aggregator('quantize', quantization_bits=0)
+    with self.assertRaisesRegex(ValueError, 'topk_fraction'):
+      aggregators.build_aggregator('topk', topk_fraction=1.5)
+
+
+if __name__ == '__main__':
+  absltest.main()

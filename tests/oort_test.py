@@ -1,0 +1,297 @@
+"""Tests for tf_fedscale.oort and the selector plug-ins in tf_fedscale.selection."""
+
+import math
+import tempfile
+
+from absl.testing import absltest
+import numpy as np
+
+from tf_fedscale import accounting
+from tf_fedscale import availability
+from tf_fedscale import checkpoint
+from tf_fedscale import oort
+from tf_fedscale import population as population_lib
+from tf_fedscale import selection
+
+
+def _population(num_examples, compute_ms=None):
+  """Always-online clients, one device row each."""
+  n = len(num_examples)
+  compute_ms = np.zeros(n) if compute_ms is None else np.asarray(compute_ms)
+  devices = population_lib.DeviceProfiles(
+      np.asarray(compute_ms, np.float32), np.full(n, np.inf, np.float32),
+      np.full(n, np.inf, np.float32))
+  return population_lib.Population(
+      client_ids=[str(i) for i in range(n)],
+      num_examples=np.asarray(num_examples, np.int64), devices=devices,
+      availability=availability.AvailabilityTrace.always(n),
+      device_row=np.arange(n, dtype=np.int32), availability_row=np.arange(n, dtype=np.int32))
+
+
+def _feedback(round_num, clients, durations, loss_sq_sum, loss_count, status=None):
+  n = len(clients)
+  durations = np.asarray(durations, np.float64)
+  status = (np.full(n, accounting.Status.COMPLETED, np.int8) if status is None
+            else np.asarray(status, np.int8))
+  outcome = accounting.RoundOutcome(
+      round_num, 0.0, float(durations.max()), np.asarray(clients, np.int64),
+      np.ones(n, np.int64), np.zeros(n), durations, np.zeros(n), durations, status,
+      np.zeros(n, np.int64), np.zeros(n, np.int64))
+  return selection.RoundFeedback.from_outcome(outcome, loss_sq_sum, loss_count)
+
+
+class OortScoresTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    # Clients 0-3 explored in round 1 with known losses and durations.
+    self.pop = _population([100, 400, 100, 100, 50, 10])
+    self.oort = oort.OortSelector(2, exploration=0.5, round_penalty=2.0)
+    self.oort.select(1, 0.0, self.pop, np.random.default_rng(0))
+    self.oort.observe(1, _feedback(
+        1, [0, 1, 2, 3], durations=[10.0, 20.0, 30.0, 40.0],
+        loss_sq_sum=[4.0, 4.0, 64.0, 0.0], loss_count=[1.0, 4.0, 4.0, 0.0],
+        status=[0, 0, 0, accounting.Status.DROPPED_OFFLINE]))
+
+  def test_utility_is_trained_examples_times_rms_loss(self):
+    # |B| sqrt(sum sq / |B|): 1*2, 4*1, 4*4; client 3 dropped: unexplored.
+    np.testing.assert_allclose(self.oort.utility[:4], [2.0, 4.0, 16.0, 0.0])
+    np.testing.assert_array_equal(self.oort.count[:4], [1, 1, 1, 0])
+    np.testing.assert_array_equal(self.oort.last_round[:4], [1, 1, 1, 0])
+    # Every invited client's duration is learned, the dropped one's too.
+    np.testing.assert_allclose(self.oort.duration_s[:4], [10.0, 20.0, 30.0, 40.0])
+    self.assertTrue(np.isnan(self.oort.duration_s[4]))
+
+  def test_exploitation_scores_by_hand(self):
+    self.oort.preferred_duration_s = 15.0
+    self.oort.clip_bound = 0.5
+    scores = self.oort.exploitation_scores(5, np.array([0, 1, 2]))
+    # Utilities 2, 4, 16: clipped at the 50th percentile (4), min 2 * 0.999.
+    low, spread = 2 * 0.999, 16 - 2 * 0.999
+    bonus = math.sqrt(0.1 * math.log(5) / 1)
+    expected = np.array([(2 - low) / spread + bonus,
+                         ((4 - low) / spread + bonus) * (15 / 20) ** 2,
+                         ((4 - low) / spread + bonus) * (15 / 30) ** 2])
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+
+  def test_preferred_duration_is_a_percentile_of_all_durations(self):
+    # Unknown durations come from the simulation's estimator.
+    self.oort.bind(lambda clients: np.full(len(clients), 50.0))
+    self.oort.round_percentile = 50.0
+    # Durations: 10, 20, 30, 40, 50, 50 -> index int(6 * 0.5) = 3 -> 40.
+    self.assertEqual(self.oort.update_preferred_duration(), 40.0)
+    self.oort.round_percentile = 100.0
+    self.assertEqual(self.oort.update_preferred_duration(), math.inf)
+
+  def test_staleness_raises_the_score_of_clients_not_seen_for_long(self):
+    self.oort.preferred_duration_s = math.inf
+    self.oort.observe(9, _feedback(9, [1], [20.0], [4.0], [4.0]))
+    self.oort.observe(1, _feedback(1, [2], [20.0], [4.0], [4.0]))  # utility 4 too
+    # Clients 1 and 2 have utility 4; 2 last trained in round 1, 1 in round 9.
+    s1, s2 = self.oort.exploitation_scores(10, np.array([1, 2]))
+    self.assertGreater(s2, s1)
+    self.assertAlmostEqual(s2 - s1, math.sqrt(0.1 * math.log(10))
+                           * (1 - math.sqrt(1 / 9)))
+
+
+class OortPacerTest(absltest.TestCase):
+
+  def _oort_with_history(self, history):
+    selector = oort.OortSelector(10, round_percentile=30.0, pacer_step=20,
+                                 pacer_delta=5.0)
+    selector.exploit_utility_history = np.asarray(history, np.float64)
+    return selector
+
+  def test_flat_utility_moves_to_a_later_percentile(self):
+    selector = self._oort_with_history(np.full(40, 10.0))
+    selector.pacer(40)
+    self.assertEqual(selector.round_percentile, 35.0)
+    selector.pacer(41)  # only every pacer_step rounds
+    self.assertEqual(selector.round_percentile, 35.0)
+
+  def test_changing_utility_keeps_the_percentile(self):
+    selector = self._oort_with_history(np.concatenate([np.full(20, 10.0),
+                                                       np.full(20, 13.0)]))
+    selector.pacer(40)
+    self.assertEqual(selector.round_percentile, 30.0)
+
+  def test_sharp_change_moves_to_an_earlier_percentile(self):
+    selector = self._oort_with_history(np.concatenate([np.full(20, 1.0),
+                                                       np.full(20, 7.0)]))
+    selector.pacer(40)
+    self.assertEqual(selector.round_percentile, 25.0)
+
+  def test_too_early_does_nothing(self):
+    selector = self._oort_with_history(np.full(20, 10.0))
+    selector.pacer(20)
+    self.assertEqual(selector.round_percentile, 30.0)
+
+  def test_pacer_runs_from_observed_rounds(self):
+    pop = _population(np.full(30, 100))
+    selector = oort.OortSelector(3, exploration=0.0, exploration_min=0.0,
+                                 pacer_step=2, pacer_delta=5.0, round_percentile=30.0)
+    rng = np.random.default_rng(0)
+    for r in range(1, 7):
+      picked = selector.select(r, 0.0, pop, rng)
+      n = len(picked)
+      selector.observe(r, _feedback(r, picked, np.full(n, 5.0),
+                                    np.full(n, 4.0), np.full(n, 4.0)))
+    # Round 1 explores; rounds 2-5 exploit clients of equal utility. At round 6
+    # rounds 4-5 matched rounds 2-3 (round 4 had too little history).
+    self.assertEqual(selector.round_percentile, 35.0)
+
+
+class OortSelectTest(absltest.TestCase):
+
+  def test_exploration_decays_to_its_floor(self):
+    pop = _population(np.full(10, 10))
+    selector = oort.OortSelector(2, exploration=0.9, exploration_decay=0.5,
+                                 exploration_min=0.3)
+    selector.select(1, 0.0, pop, np.random.default_rng(0))
+    self.assertAlmostEqual(selector.exploration, 0.45)
+    selector.select(2, 0.0, pop, np.random.default_rng(0))
+    self.assertAlmostEqual(selector.exploration, 0.3)
+
+  def test_unexplored_are_sampled_by_size_and_speed(self):
+    # 0: big and fast, 1: big and slow, 2..9: small and fast.
+    sizes = [1000, 1000] + [10] * 8
+    pop = _population(sizes)
+    counts = np.zeros(10)
+    for seed in range(300):
+      selector = oort.OortSelector(1, exploration=1.0, round_percentile=50.0)
+      selector.bind(lambda c: np.where(np.asarray(c) == 1, 1000.0, 1.0),
+                    lambda c: pop.num_examples[c])  # epochs: trains on all its data
+      (picked,) = selector.select(1, 0.0, pop, np.random.default_rng(seed))
+      counts[picked] += 1
+    # Client 1 is penalized (1/1000)^2; client 0 dominates the small ones.
+    self.assertGreater(counts[0], 200)
+    self.assertLess(counts[1], 5)
+
+  def test_exploits_high_utility_clients(self):
+    pop = _population(np.full(100, 100))
+    selector = oort.OortSelector(5, exploration=0.0, exploration_min=0.0)
+    selector.select(1, 0.0, pop, np.random.default_rng(0))
+    clients = np.arange(100)
+    losses = np.where(clients < 5, 100.0, 1.0)  # 0-4: large losses
+    selector.observe(1, _feedback(1, clients, np.ones(100), losses, np.ones(100)))
+    counts = np.zeros(100)
+    for seed in range(200):
+      picked = selector.select(2, 0.0, pop, np.random.default_rng(seed))
+      self.assertLen(np.unique(picked), 5)
+      np.testing.assert_array_equal(np.sort(picked), selector.last_exploited)
+      counts[picked] += 1
+    # Scores ~1 + b vs ~0 + b with staleness bonus b = sqrt(0.1 ln 2): the
+    # high-utility clients are picked about 4.8x as often as the others.
+    ratio = counts[:5].mean() / counts[5:].mean()
+    self.assertBetween(ratio, 3.5, 6.5)
+
+  def test_picks_distinct_online_clients(self):
+    pop = _population(np.arange(1, 201))
+    selector = oort.OortSelector(10, overcommit=1.3)
+    rng = np.random.default_rng(0)
+    for r in range(1, 6):
+      picked = selector.select(r, 0.0, pop, rng)
+      self.assertLen(picked, 13)
+      self.assertLen(np.unique(picked), 13)
+      selector.observe(r, _feedback(r, picked, np.ones(13), np.ones(13), np.ones(13)))
+
+  def test_blacklist_skips_over_selected_clients(self):
+    pop = _population(np.full(10, 10))
+    selector = oort.OortSelector(3, blacklist_rounds=2, blacklist_max_share=0.2)
+    selector.select(1, 0.0, pop, np.random.default_rng(0))
+    selector.count[:] = [5, 4, 3, 0, 0, 0, 0, 0, 0, 0]
+    np.testing.assert_array_equal(np.sort(selector.blacklist()), [0, 1])  # cap 2
+    for seed in range(20):
+      picked = selector.select(2, 0.0, pop, np.random.default_rng(seed))
+      self.assertEmpty(np.intersect1d(picked, [0, 1]))
+
+  def test_state_round_trips(self):
+    pop = _population(np.arange(1, 51))
+    a = oort.OortSelector(5)
+    rng = np.random.default_rng(0)
+    for r in range(1, 4):
+      picked = a.select(r, 0.0, pop, rng)
+      a.observe(r, _feedback(r, picked, np.arange(len(picked)) + 1.0,
+                             np.ones(len(picked)), np.ones(len(picked))))
+    state = a.get_state()
+    for value in state.values():
+      self.assertIsInstance(value, (np.ndarray, np.generic))
+    b = oort.OortSelector(5)
+    self.assertEqual(set(b.get_state()), set(state))  # same structure before use
+    b.set_state(state)
+    b._bound = True  # pylint: disable=protected-access
+    np.testing.assert_array_equal(a.select(4, 0.0, pop, np.random.default_rng(9)),
+                                  b.select(4, 0.0, pop, np.random.default_rng(9)))
+
+
+  def test_checkpoint_round_trip(self):
+    pop = _population(np.arange(1, 51))
+    a = oort.OortSelector(5)
+    rng = np.random.default_rng(0)
+    for r in range(1, 4):
+      picked = a.select(r, 0.0, pop, rng)
+      a.observe(r, _feedback(r, picked, np.ones(len(picked)), np.ones(len(picked)),
+                             np.ones(len(picked))))
+    checkpointer = checkpoint.Checkpointer(
+        self.enterContext(tempfile.TemporaryDirectory()), every_rounds=1)
+    checkpointer.save(3, {'w': np.zeros(2, np.float32)}, 9.0, a.get_state())
+    b = oort.OortSelector(5)  # a fresh selector's state is the structure
+    saved = checkpointer.load_latest({'w': np.zeros(2, np.float32)}, b.get_state())
+    b.set_state(saved['selector_state'])
+    for key, value in a.get_state().items():
+      np.testing.assert_array_equal(b.get_state()[key], value, err_msg=key)
+
+  def test_idle_rounds_change_nothing(self):
+    pop = _population(np.full(10, 10))
+    selector = oort.OortSelector(2)
+    selector.select(1, 0.0, pop, np.random.default_rng(0))
+    before = selector.get_state()
+    nobody = population_lib.Population(
+        pop.client_ids, pop.num_examples, pop.devices,
+        availability.AvailabilityTrace(np.zeros(11, np.int64), np.zeros(0, np.int32),
+                                       np.zeros(0, np.int32), np.full(10, 100, np.int32)),
+        pop.device_row, pop.availability_row)
+    self.assertEmpty(selector.select(40, 0.0, nobody, np.random.default_rng(0)))
+    for key, value in before.items():
+      np.testing.assert_array_equal(selector.get_state()[key], value, err_msg=key)
+
+
+class SelectorPluginTest(absltest.TestCase):
+
+  def test_fastest_first(self):
+    pop = _population(np.full(6, 10), compute_ms=[6, 5, 4, 3, 2, 1])
+    selector = selection.build_selector('fastest', 2, 1.5)
+    self.assertCountEqual(selector.select(1, 0.0, pop, np.random.default_rng(0)),
+                          [5, 4, 3])
+    selector.bind(lambda c: np.asarray(c, np.float64))  # now 0 is fastest
+    self.assertCountEqual(selector.select(1, 0.0, pop, np.random.default_rng(0)),
+                          [0, 1, 2])
+
+  def test_by_name_module_path_or_object(self):
+    self.assertIsInstance(selection.build_selector('oort', 5, 1.0), oort.OortSelector)
+    self.assertIsInstance(
+        selection.build_selector('tf_fedscale.oort:OortSelector', 5, 1.0),
+        oort.OortSelector)
+    mine = selection.UniformSelector(3)
+    self.assertIs(selection.build_selector(mine, 5, 1.0), mine)
+
+    class Mine(selection.UniformSelector):
+      pass
+
+    selection.register_selector('mine_for_test', Mine)
+    try:
+      self.assertIsInstance(selection.build_selector('mine_for_test', 5, 1.0), Mine)
+    finally:
+      del selection.SELECTORS['mine_for_test']
+    with self.assertRaisesRegex(ValueError, 'Cannot load selector'):
+      selection.build_selector('tf_fedscale.oort:Nope', 5, 1.0)
+
+  def test_feedback_rms_loss(self):
+    feedback = _feedback(1, [4, 7], [1.0, 2.0], [8.0, np.nan], [2.0, 0.0])
+    np.testing.assert_allclose(feedback.rms_loss, [2.0, np.nan])
+    np.testing.assert_allclose(feedback.client_duration_s, [1.0, 2.0])
+    self.assertIsInstance(feedback, accounting.RoundOutcome)
+
+
+if __name__ == '__main__':
+  absltest.main()

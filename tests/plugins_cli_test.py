@@ -1,0 +1,80 @@
+"""Tests for the plug-in flags: validation and one end-to-end run."""
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from experiments import config_util
+from experiments import setup
+from experiments.configs import default as default_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(**overrides):
+  return config_util.apply_overrides(default_config.get_config(), overrides)
+
+
+class ValidationTest(parameterized.TestCase):
+
+  def test_defaults_are_valid(self):
+    config_util.validate(_config(), setup.choices())
+    config_util.validate(_config(selector='tf_fedscale.oort:OortSelector'),
+                         setup.choices())
+
+  @parameterized.named_parameters(
+      ('aggregator', dict(aggregator='median'), "--aggregator: unknown value 'median'"),
+      ('selector', dict(selector='oracle'), "--selector: unknown value 'oracle'"),
+      ('selector_path', dict(selector='tf_fedscale.oort:Nope'), '--selector: unknown'),
+      ('algorithm', dict(algorithm='scaffold'), "--algorithm: unknown value 'scaffold'"),
+      ('clip_norm', dict(clip_norm=0.0), '--clip_norm: must be a positive number'),
+      ('clip_quantile', dict(clip_quantile=1.0), '--clip_quantile: must be in (0, 1)'),
+      ('noise', dict(noise_multiplier=-1.0), '--noise_multiplier: must be >= 0'),
+      ('delta', dict(dp_delta=1.0), '--dp_delta: must be < 1'),
+      ('bits', dict(quantization_bits=0), '--quantization_bits: must be in [1, 16]'),
+      ('topk', dict(topk_fraction=2.0), '--topk_fraction: must be in (0, 1]'),
+      ('q', dict(qffl_q=-0.5), '--qffl_q: must be >= 0'),
+      ('exploration', dict(oort_exploration=1.5), '--oort_exploration: must be in [0, 1]'),
+      ('percentile', dict(oort_round_percentile=101.0), '--oort_round_percentile'),
+      ('pacer', dict(oort_pacer_step=0), '--oort_pacer_step: must be a positive'),
+      ('blacklist', dict(oort_blacklist_rounds=-2), '--oort_blacklist_rounds'),
+      ('dp_qffl', dict(aggregator='dp', algorithm='qffl'), '--aggregator: dp is not'),
+  )
+  def test_bad_values_name_the_flag(self, overrides, message):
+    with self.assertRaises(config_util.UsageError) as raised:
+      config_util.validate(_config(**overrides), setup.choices())
+    self.assertIn(message, str(raised.exception))
+
+
+class EndToEndTest(absltest.TestCase):
+
+  def test_oort_with_dp_and_a_bad_flag(self):
+    output_dir = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), 'out')
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    args = [sys.executable, '-m', 'experiments.run', f'--output_dir={output_dir}',
+            '--rounds=2', '--clients_per_round=5', '--eval_every=2', '--eval_clients=10',
+            '--local_steps=2', '--selector=oort', '--aggregator=dp',
+            '--noise_multiplier=0.8']
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(output_dir, 'metrics.csv')) as f:
+      rows = list(csv.DictReader(f))
+    self.assertEqual([r['completed'] for r in rows], ['0', '5', '5'])
+    epsilons = [float(r['epsilon']) for r in rows]
+    self.assertEqual(epsilons[0], 0.0)
+    self.assertLess(epsilons[1], epsilons[2])
+    bad = subprocess.run(args[:-1] + ['--quantization_bits=40', '--overwrite'], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=600)
+    self.assertEqual(bad.returncode, 2)
+    self.assertIn('error: --quantization_bits: must be in [1, 16]', bad.stderr)
+
+
+if __name__ == '__main__':
+  absltest.main()

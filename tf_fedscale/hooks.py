@@ -1,0 +1,146 @@
+"""FAR-style hooks: plug code into a simulated round without touching the driver.
+
+Subclass `Hooks`, override what you need, pass instances as
+`Simulation(..., hooks=[...])`. In round order:
+
+1. `on_round_start(round_num, virtual_time_s, process_state)`: before
+   selection; may return a new process state (e.g. new hyperparameters via
+   `process.set_hparams`), or None to keep it.
+2. `local_work(round_num, clients, population)`: per-client amount of local
+   work for the invited clients (local steps, or epochs when the run uses
+   epochs); None keeps the configured amount. The accountant charges the
+   chosen amount and the TFF client trains exactly that much, e.g. fewer
+   steps for slow devices.
+3. `on_client_completion(round_num, outcome)`: after the accountant timed
+   every invited client; may return a boolean mask over `outcome.clients`
+   of the updates to aggregate, chosen among the clients that finish before
+   leaving (and before any deadline). The round then lasts until the last
+   kept client finishes (`revise_outcome`). Use it for straggler mitigation:
+   accept late finishers, or cut slow ones to end the round sooner.
+4. `on_round_end(round_num, record, feedback)`: after training and evaluation,
+   before the record is released; may add columns to `record` (it is also
+   called for round 0, with `feedback=None`). `feedback` is the
+   `selection.RoundFeedback` the selector received.
+
+The first hook that returns a value for steps 1-3 wins, in list order, except
+`on_client_completion`, whose masks are combined with a logical AND.
+"""
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from tf_fedscale import accounting
+from tf_fedscale import population as population_lib
+
+
+class Hooks:
+  """Base class: every handler does nothing."""
+
+  def on_round_start(self, round_num: int, virtual_time_s: float,
+                     process_state: Any) -> Optional[Any]:
+    del round_num, virtual_time_s, process_state
+    return None
+
+  def local_work(self, round_num: int, clients: np.ndarray,
+                 population: population_lib.Population) -> Optional[np.ndarray]:
+    del round_num, clients, population
+    return None
+
+  def on_client_completion(self, round_num: int,
+                           outcome: accounting.RoundOutcome) -> Optional[np.ndarray]:
+    del round_num, outcome
+    return None
+
+  def on_round_end(self, round_num: int, record: dict[str, Any],
+                   feedback: Optional[Any]) -> None:
+    del round_num, record, feedback
+
+
+class HookList(Hooks):
+  """Several hooks as one (see the module docstring for how results combine)."""
+
+  def __init__(self, hooks: Sequence[Any] = ()):
+    self.hooks = list(hooks)
+
+  def __bool__(self) -> bool:
+    return bool(self.hooks)
+
+  def _call(self, name: str, *args) -> list[Any]:
+    return [getattr(h, name)(*args) for h in self.hooks if hasattr(h, name)]
+
+  @property
+  def chooses_local_work(self) -> bool:
+    """Whether any hook overrides `local_work` (needs per-client datasets)."""
+    return any(hasattr(h, 'local_work') and
+               type(h).local_work is not Hooks.local_work for h in self.hooks)
+
+  def on_round_start(self, round_num, virtual_time_s, process_state):
+    for result in self._call('on_round_start', round_num, virtual_time_s,
+                             process_state):
+      if result is not None:
+        return result
+    return None
+
+  def local_work(self, round_num, clients, population):
+    for result in self._call('local_work', round_num, clients, population):
+      if result is not None:
+        amounts = np.asarray(result, np.int64)
+        if amounts.shape != (len(clients),) or (amounts < 1).any():
+          raise ValueError('local_work must return one amount >= 1 per client, got '
+                           f'{amounts!r} for {len(clients)} clients.')
+        return amounts
+    return None
+
+  def on_client_completion(self, round_num, outcome):
+    masks = [np.asarray(m, bool) for m in
+             self._call('on_client_completion', round_num, outcome) if m is not None]
+    if not masks:
+      return None
+    return np.logical_and.reduce(masks)
+
+  def on_round_end(self, round_num, record, feedback):
+    self._call('on_round_end', round_num, record, feedback)
+
+
+def revise_outcome(outcome: accounting.RoundOutcome, keep: np.ndarray,
+                   online_for_s: np.ndarray, bytes_down: int, bytes_up: int,
+                   deadline_s: Optional[float] = None) -> accounting.RoundOutcome:
+  """`outcome` with exactly the `keep` clients aggregated.
+
+  `online_for_s` is how long each client stays online from the round start.
+  Kept clients must be able to finish (before leaving and before the deadline).
+  The round closes when the last kept client finishes (if none is kept, at the
+  accountant's original close); the others are dropped if they left before the
+  close, else cut as stragglers (or as missing the deadline when they could
+  not have met it). Downloads are charged as far as they got; uploads for
+  every client that finished by the close (a rejected finisher did upload).
+  """
+  keep = np.asarray(keep, bool)
+  if keep.shape != outcome.clients.shape:
+    raise ValueError(f'keep has shape {keep.shape}, expected {outcome.clients.shape}.')
+  finish_s = outcome.download_s + outcome.compute_s + outcome.upload_s
+  can_finish = finish_s <= online_for_s
+  if deadline_s is not None:
+    can_finish &= finish_s <= deadline_s
+  if (keep & ~can_finish).any():
+    bad = outcome.clients[keep & ~can_finish]
+    raise ValueError(f'Clients {bad.tolist()} cannot finish this round (they go '
+                     'offline or miss the deadline first); they cannot be kept.')
+  close_s = float(finish_s[keep].max()) if keep.any() else outcome.duration_s
+  dropped = ~keep & (online_for_s < finish_s) & (online_for_s <= close_s)
+  status = np.full(len(keep), accounting.Status.STRAGGLER, np.int8)
+  if deadline_s is not None:
+    status[finish_s > deadline_s] = accounting.Status.MISSED_DEADLINE
+  status[dropped] = accounting.Status.DROPPED_OFFLINE
+  status[keep] = accounting.Status.COMPLETED
+  end_s = np.where(dropped, online_for_s, np.minimum(finish_s, close_s))
+  bytes_down_moved = np.round(
+      bytes_down * accounting._fraction_done(end_s, outcome.download_s)  # pylint: disable=protected-access
+  ).astype(np.int64)
+  finished = ~dropped & (finish_s <= close_s)  # rejected finishers uploaded too
+  bytes_up_moved = np.where(finished, bytes_up, 0).astype(np.int64)
+  return accounting.RoundOutcome(
+      outcome.round_num, outcome.start_time_s, close_s, outcome.clients,
+      outcome.samples, outcome.download_s, outcome.compute_s, outcome.upload_s,
+      end_s, status, bytes_down_moved, bytes_up_moved)

@@ -1,0 +1,330 @@
+"""Oort participant selection (Lai et al., OSDI 2021), vectorized over the population.
+
+Every client has a statistical utility, learned when it trains,
+
+    U_i = |B_i| * sqrt(sum over B_i of squared per-example losses / |B_i|)
+
+where B_i are the examples it trained on in the round (Oort's definition, as
+FedScale's `trained_size`), computed from the losses of its *whole* local work
+in the TFF computation itself (`RoundFeedback.loss_sq_sum` / `loss_count`,
+see `tf_fedscale.feedback`), not from its last batch as FedScale does. Selection for round t, among the
+clients online now (minus an optional blacklist):
+
+- exploitation score of an explored client: its utility clipped at the 95th
+  percentile and min-max normalized over the online explored clients, plus a
+  staleness bonus sqrt(0.1 ln t / L_i) (L_i: the last round it trained), times
+  (T / d_i)^alpha when its duration d_i exceeds the preferred round duration T;
+- T is the `round_percentile`-th percentile of every client's duration
+  (observed download + compute + upload for clients already invited, the
+  simulation's trace-based estimate otherwise);
+- the pacer: every `pacer_step` rounds, if the exploited utility of the last
+  `pacer_step` rounds changed by at most 10% against the `pacer_step` before,
+  T moves to a later percentile (+`pacer_delta`); if it changed by 5x or more,
+  back to an earlier one;
+- a share `exploration` of the slots (0.9, decaying x0.98 per round to 0.3)
+  explores: unexplored online clients are sampled by the examples they would
+  train on (their data size under epochs, min(size, steps x batch) in
+  effect under steps, as FedScale registers them), penalized by the same
+  (T / d)^alpha on their estimated duration; the rest exploits: the
+  top scores (at least 10x the slots, down to 95% of the cut-off score) are
+  sampled in proportion to their score;
+- optional blacklist: clients that trained more than `blacklist_rounds`
+  times are skipped (at most `blacklist_max_share` of the population).
+
+Defaults follow FedScale's Oort implementation (exploration 0.9 -> 0.3 at
+x0.98, alpha 2, pacer step 20 and delta 5, starting percentile 30, clip at
+the 95th percentile, 95% cut-off, exploration window 5x).
+
+State is numpy arrays of population size (utility, duration, last round,
+participation count), so millions of clients cost tens of bytes each; a
+round costs O(online clients) numpy work, plus one duration estimate of the
+whole population for the percentile.
+"""
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from tf_fedscale import accounting
+from tf_fedscale import selection
+
+_TINY = 1e-4
+
+
+class OortSelector(selection.Selector):
+  """Oort's guided participant selection (exploration + exploitation + pacer)."""
+
+  needs_client_loss = True
+
+  def __init__(self, clients_per_round: int, overcommit: float = 1.0, *,
+               exploration: float = 0.9, exploration_decay: float = 0.98,
+               exploration_min: float = 0.3, round_penalty: float = 2.0,
+               round_percentile: float = 30.0, pacer_step: int = 20,
+               pacer_delta: float = 5.0, clip_bound: float = 0.95,
+               cut_off_util: float = 0.95, sample_window: float = 5.0,
+               blacklist_rounds: int = -1, blacklist_max_share: float = 0.3):
+    super().__init__(clients_per_round, overcommit)
+    if not 0.0 <= exploration_min <= exploration <= 1.0:
+      raise ValueError('Need 0 <= exploration_min <= exploration <= 1, got '
+                       f'{exploration_min} and {exploration}.')
+    if not 0.0 < exploration_decay <= 1.0:
+      raise ValueError(f'exploration_decay must be in (0, 1], got {exploration_decay}.')
+    if not 0.0 <= round_percentile <= 100.0:
+      raise ValueError(f'round_percentile must be in [0, 100], got {round_percentile}.')
+    if pacer_step < 1:
+      raise ValueError(f'pacer_step must be >= 1, got {pacer_step}.')
+    if round_penalty < 0:
+      raise ValueError(f'round_penalty must be >= 0, got {round_penalty}.')
+    self.exploration_decay = exploration_decay
+    self.exploration_min = exploration_min
+    self.round_penalty = round_penalty
+    self.pacer_step = pacer_step
+    self.pacer_delta = pacer_delta
+    self.clip_bound = clip_bound
+    self.cut_off_util = cut_off_util
+    self.sample_window = sample_window
+    self.blacklist_rounds = blacklist_rounds
+    self.blacklist_max_share = blacklist_max_share
+    # Scalars that change.
+    self.exploration = float(exploration)
+    self.round_percentile = float(round_percentile)
+    self.preferred_duration_s = math.inf
+    # Per-client arrays, sized on first use (see _ensure_size).
+    self.utility = np.zeros(0, np.float64)
+    self.duration_s = np.zeros(0, np.float64)  # NaN: never timed
+    self.last_round = np.zeros(0, np.int64)  # 0: never trained
+    self.count = np.zeros(0, np.int64)  # rounds it trained in
+    # Per-round history for the pacer; the last round's picks.
+    self.exploit_utility_history = np.zeros(0, np.float64)
+    self.explore_utility_history = np.zeros(0, np.float64)
+    self.last_exploited = np.zeros(0, np.int64)
+    self.last_explored = np.zeros(0, np.int64)
+    self._bound = False  # set by select; observe needs the population size
+
+  # -- state -------------------------------------------------------------------
+
+  def _ensure_size(self, num_clients: int) -> None:
+    if len(self.utility) == num_clients:
+      return
+    if len(self.utility):
+      raise ValueError(f'Oort state covers {len(self.utility)} clients, the '
+                       f'population has {num_clients}.')
+    self.utility = np.zeros(num_clients, np.float64)
+    self.duration_s = np.full(num_clients, np.nan)
+    self.last_round = np.zeros(num_clients, np.int64)
+    self.count = np.zeros(num_clients, np.int64)
+
+  def get_state(self) -> dict[str, Any]:
+    return {
+        'exploration': np.float64(self.exploration),
+        'round_percentile': np.float64(self.round_percentile),
+        'preferred_duration_s': np.float64(self.preferred_duration_s),
+        'utility': self.utility.copy(),
+        'duration_s': self.duration_s.copy(),
+        'last_round': self.last_round.copy(),
+        'count': self.count.copy(),
+        'exploit_utility_history': self.exploit_utility_history.copy(),
+        'explore_utility_history': self.explore_utility_history.copy(),
+        'last_exploited': self.last_exploited.copy(),
+        'last_explored': self.last_explored.copy(),
+    }
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self.exploration = float(state['exploration'])
+    self.round_percentile = float(state['round_percentile'])
+    self.preferred_duration_s = float(state['preferred_duration_s'])
+    for name, dtype in (('utility', np.float64), ('duration_s', np.float64),
+                        ('last_round', np.int64), ('count', np.int64),
+                        ('exploit_utility_history', np.float64),
+                        ('explore_utility_history', np.float64),
+                        ('last_exploited', np.int64), ('last_explored', np.int64)):
+      setattr(self, name, np.array(state[name], dtype).reshape(-1))
+
+  @property
+  def explored(self) -> np.ndarray:
+    return self.count > 0
+
+  # -- feedback ----------------------------------------------------------------
+
+  def observe(self, round_num: int, outcome: Any) -> None:
+    """Learns utilities from the clients' losses and durations from their timing."""
+    clients = np.asarray(outcome.clients, np.int64)
+    if not self._bound or not len(clients):
+      self._record_pacer_round(np.zeros(0, np.int64))
+      return
+    # System feedback for everyone invited: what the round really cost them.
+    self.duration_s[clients] = (outcome.download_s + outcome.compute_s
+                                + outcome.upload_s)
+    has_loss = np.zeros(len(clients), bool)
+    if getattr(outcome, 'loss_count', None) is not None:
+      has_loss = (outcome.status == accounting.Status.COMPLETED) & (
+          np.asarray(outcome.loss_count) > 0)
+    trained = clients[has_loss]
+    if len(trained):
+      # |B| sqrt(sum sq / |B|) = sqrt(sum sq x |B|).
+      self.utility[trained] = np.sqrt(
+          np.asarray(outcome.loss_sq_sum, np.float64)[has_loss]
+          * np.asarray(outcome.loss_count, np.float64)[has_loss])
+      self.last_round[trained] = round_num
+      self.count[trained] += 1
+    self._record_pacer_round(trained)
+
+  def _record_pacer_round(self, trained: np.ndarray) -> None:
+    """Mean utility of the clients exploited / explored last round that trained."""
+    def mean_utility(picked):
+      ok = np.intersect1d(picked, trained)
+      return float(self.utility[ok].sum()) / (len(ok) + _TINY)
+    self.exploit_utility_history = np.append(
+        self.exploit_utility_history, mean_utility(self.last_exploited))
+    self.explore_utility_history = np.append(
+        self.explore_utility_history, mean_utility(self.last_explored))
+
+  def pacer(self, round_num: int) -> None:
+    """Moves the preferred-duration percentile when exploited utility stalls."""
+    step = self.pacer_step
+    history = self.exploit_utility_history
+    if round_num < 2 * step or round_num % step != 0 or len(history) < 2 * step:
+      return
+    previous = float(history[-2 * step:-step].sum())
+    current = float(history[-step:].sum())
+    if abs(current - previous) <= 0.1 * previous:
+      self.round_percentile = min(100.0, self.round_percentile + self.pacer_delta)
+    elif abs(current - previous) >= 5 * previous:
+      self.round_percentile = max(self.pacer_delta,
+                                  self.round_percentile - self.pacer_delta)
+
+  # -- selection ---------------------------------------------------------------
+
+  def durations(self, clients: np.ndarray) -> np.ndarray:
+    """Observed duration where known, else the simulation's estimate."""
+    observed = self.duration_s[clients]
+    unknown = np.isnan(observed)
+    if unknown.any():
+      observed = observed.copy()
+      observed[unknown] = self._estimate(clients[unknown])
+    return observed
+
+  def _estimate(self, clients: np.ndarray) -> np.ndarray:
+    estimate = getattr(self, 'estimate_duration_s', None)
+    if estimate is None:  # not bound to a simulation: nothing is slower
+      return np.zeros(len(clients))
+    return np.asarray(estimate(clients), np.float64)
+
+  def _samples(self, population, clients: np.ndarray) -> np.ndarray:
+    """Examples each client would train on (its data size when unbound)."""
+    estimate = getattr(self, 'estimate_samples', None)
+    if estimate is None:
+      return population.num_examples[clients].astype(np.float64)
+    return np.asarray(estimate(clients), np.float64)
+
+  def update_preferred_duration(self) -> float:
+    """T: the `round_percentile`-th percentile of all clients' durations."""
+    if self.round_percentile >= 100.0:
+      self.preferred_duration_s = math.inf
+    else:
+      durations = np.sort(self.durations(np.arange(len(self.utility))))
+      index = min(int(len(durations) * self.round_percentile / 100.0),
+                  len(durations) - 1)
+      self.preferred_duration_s = float(durations[index])
+    return self.preferred_duration_s
+
+  def duration_penalty(self, durations: np.ndarray) -> np.ndarray:
+    """(T / d)^alpha for clients slower than T, 1 otherwise."""
+    t = self.preferred_duration_s
+    slow = durations > t
+    penalty = np.ones(len(durations))
+    penalty[slow] = (t / np.maximum(_TINY, durations[slow])) ** self.round_penalty
+    return penalty
+
+  def exploitation_scores(self, round_num: int, clients: np.ndarray) -> np.ndarray:
+    """Oort's score of explored `clients` in round `round_num` (uses current T)."""
+    clients = np.asarray(clients, np.int64)
+    if not len(clients):
+      return np.zeros(0)
+    utility = self.utility[clients]
+    positive = np.sort(utility[utility > 0])
+    if len(positive):
+      clip_value = positive[min(int(len(positive) * self.clip_bound), len(positive) - 1)]
+      low = positive[0] * 0.999
+      spread = max(positive[-1] - low, _TINY)
+    else:
+      clip_value, low, spread = 0.0, 0.0, _TINY
+    score = (np.minimum(utility, clip_value) - low) / spread
+    score = score + np.sqrt(0.1 * math.log(max(round_num, 1))
+                            / np.maximum(self.last_round[clients], 1))
+    score = score * self.duration_penalty(self.durations(clients))
+    return np.abs(score)
+
+  def blacklist(self) -> np.ndarray:
+    """Clients that trained more than `blacklist_rounds` times (capped)."""
+    if self.blacklist_rounds < 0:
+      return np.zeros(0, np.int64)
+    over = np.flatnonzero(self.count > self.blacklist_rounds)
+    cap = int(self.blacklist_max_share * len(self.count))
+    if len(over) > cap:
+      over = over[np.argsort(-self.count[over], kind='stable')[:cap]]
+    return over
+
+  def select(self, round_num, virtual_time_s, population, rng):
+    self._ensure_size(population.num_clients)
+    self._bound = True
+    k = self.num_candidates
+    online = population.online_clients(virtual_time_s)
+    banned = self.blacklist()
+    if len(banned):
+      online = np.setdiff1d(online, banned, assume_unique=True)
+    if not len(online):  # the simulation idles and asks again: change nothing
+      return online
+    self.pacer(round_num)
+    self.update_preferred_duration()
+    self.exploration = max(self.exploration * self.exploration_decay,
+                           self.exploration_min)
+    explored = online[self.explored[online]]
+    unexplored = online[~self.explored[online]]
+
+    # Exploitation.
+    exploit_len = min(int(k * (1.0 - self.exploration)), len(explored))
+    exploited = np.zeros(0, np.int64)
+    scores = self.exploitation_scores(round_num, explored)
+    order = np.argsort(-scores, kind='stable')
+    if exploit_len > 0:
+      cut_off = scores[order[min(exploit_len, len(order) - 1)]] * self.cut_off_util
+      # Everything above the cut-off, and at least 10x the slots.
+      pool_size = max(int(np.sum(scores >= cut_off)), min(len(order), 10 * exploit_len + 1))
+      pool = order[:pool_size]
+      exploited = explored[pool[_weighted_sample(scores[pool], exploit_len, rng)]]
+
+    # Exploration: by data size, penalized by (estimated) duration.
+    explored_picks = np.zeros(0, np.int64)
+    explore_len = min(len(unexplored), k - len(exploited))
+    if explore_len > 0:
+      reward = (self._samples(population, unexplored)
+                * self.duration_penalty(self.durations(unexplored)))
+      window = min(int(self.sample_window * explore_len), len(unexplored))
+      top = np.argsort(-reward, kind='stable')[:window]
+      explored_picks = unexplored[top[_weighted_sample(reward[top], explore_len, rng)]]
+
+    picked = np.concatenate([explored_picks, exploited])
+    if len(picked) < k:  # too few unexplored: fill with the next best scores
+      rest = explored[order]
+      rest = rest[~np.isin(rest, picked)]
+      picked = np.concatenate([picked, rest[:k - len(picked)]])
+    self.last_exploited = np.sort(exploited)
+    self.last_explored = np.sort(explored_picks)
+    return picked
+
+
+def _weighted_sample(weights: np.ndarray, count: int,
+                     rng: np.random.Generator) -> np.ndarray:
+  """`count` distinct indices, drawn one by one in proportion to `weights`.
+
+  Gumbel-top-k: the same distribution as numpy's sequential
+  `choice(replace=False, p=...)`, and it never fails on zero weights.
+  """
+  count = min(count, len(weights))
+  if count <= 0:
+    return np.zeros(0, np.int64)
+  keys = np.log(np.maximum(np.asarray(weights, np.float64), 0.0) + 1e-12)
+  keys = keys + rng.gumbel(size=len(weights))
+  return np.argsort(-keys, kind='stable')[:count]
