@@ -1,0 +1,496 @@
+r"""How close a tf_fedscale round is to the cost of its SGD: one process, one run.
+
+  python -m experiments.benchmark                        # femnist_cnn, 100 clients
+  python -m experiments.benchmark --workload=synthetic --clients_per_round=1000 \
+      --rounds=300 --what=tf_fedscale                    # memory over rounds
+  python -m experiments.benchmark --workload=population  # 2,000,000 clients
+  python -m experiments.benchmark --execution=workers:2  # any --execution
+
+Training workloads measure, round by round, interleaved and in rotating order
+(so a change of machine load hits all three alike), on the same model, initial weights, client
+data and SGD work (clients x local steps x batch):
+  pure_tf      the bound: one tf.function runs every client's local SGD from the
+               global weights on its dataset (built by the same dataset function)
+               and applies the example-weighted mean update;
+  raw_tff      `process.next(state, client_ids)` of `build_weighted_fed_avg`
+               composed with the dataset computation, no tf_fedscale;
+  tf_fedscale  `Simulation.run_round`: selection, latency accounting, the
+               process's `next`, bookkeeping, on an always-online population of
+               identical devices, so exactly `clients_per_round` clients train.
+raw_tff and tf_fedscale run on the `--execution` context. Each prints one JSON
+line per round (round 0 is an untimed warm-up: tracing and compilation) with
+`seconds` (wall), `cpu_seconds` (this process plus the local workers) and
+`rss_bytes` (the same processes), then a `summary` line with medians, ratios,
+and the resident-memory growth from the first to the last round.
+
+`--workload=population` (numpy only) times selection plus accounting for a
+population of `--population` clients on the default traces: lines with
+`what: generate_population` (building it, once) and `what: select_account`.
+"""
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tasks import base as task_base
+from tasks import synthetic
+from tf_fedscale import accounting
+from tf_fedscale import algorithms
+from tf_fedscale import availability as availability_lib
+from tf_fedscale import execution as execution_lib
+from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import population as population_lib
+from tf_fedscale import seeding
+from tf_fedscale import selection
+from tf_fedscale import simulation
+from traces import default as default_traces
+
+WORKLOADS = ('femnist_cnn', 'synthetic', 'population')
+MEASURES = ('pure_tf', 'raw_tff', 'tf_fedscale')
+FEMNIST_CLASSES = 62
+
+_WORKLOAD = flags.DEFINE_enum('workload', 'femnist_cnn', WORKLOADS, 'What to run.')
+_CLIENTS = flags.DEFINE_integer(
+    'clients_per_round', None,
+    'Clients per round (default 100; population: 1000 kept of '
+    'ceil(overcommit x 1000) selected).')
+_ROUNDS = flags.DEFINE_integer('rounds', None,
+                               'Timed rounds (default 3; population: 50).')
+_WHAT = flags.DEFINE_list('what', list(MEASURES),
+                          'Which of pure_tf, raw_tff, tf_fedscale to run.')
+_EXECUTION = flags.DEFINE_string('execution', 'local',
+                                 execution_lib.placement.EXECUTION_HELP + '.')
+_WORKER_DEVICES = flags.DEFINE_string('worker_devices', '',
+                                      'Devices of local workers (GPU:0,GPU:1 ...).')
+_MAX_CONCURRENT = flags.DEFINE_integer(
+    'max_concurrent_clients', -1, 'Bound on concurrent client computations per '
+    'worker (-1: none).')
+_SUBROUND = flags.DEFINE_integer(
+    'clients_per_subround', 0, 'Most clients per worker call (0: automatic).')
+_RECYCLE = flags.DEFINE_float(
+    'recycle_growth', execution_lib.DEFAULT_RECYCLE_GROWTH,
+    'Restart a local worker between rounds once its memory grew this much over '
+    'its baseline (0: never).')
+_LOCAL_STEPS = flags.DEFINE_integer('local_steps', 5, 'Local SGD steps per client.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 20, 'Client batch size.')
+_CLIENT_LR = flags.DEFINE_float('client_lr', 0.02, 'Client learning rate.')
+_NUM_CLIENTS = flags.DEFINE_integer(
+    'num_clients', 0, 'Clients in the training population (0: 2 x clients_per_round, '
+    'at least 1000).')
+_POPULATION = flags.DEFINE_integer('population', 2_000_000,
+                                   'Clients of --workload=population.')
+_OVERCOMMIT = flags.DEFINE_float('overcommit', 1.3,
+                                 '--workload=population: selected / kept.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of data, model and selection.')
+
+
+# --- workloads --------------------------------------------------------------
+
+
+def femnist_cnn_task(num_clients: int, examples_per_client: int,
+                     seed: int) -> task_base.Task:
+  """FEMNIST-shaped random data (28x28x1, 62 classes) and the 2-conv CNN.
+
+  Each client's examples are drawn inside TF from stateless seeds, so the
+  dataset function is serializable and the TFF worker builds them from ids.
+  """
+  client_ids = [str(i) for i in range(num_clients)]
+
+  def dataset_fn(client_id: tf.Tensor) -> tf.data.Dataset:
+    index = tf.strings.to_number(client_id, tf.int64)
+    key = tf.stack([tf.constant(seed, tf.int64), index])
+    x = tf.random.stateless_uniform([examples_per_client, 28, 28, 1], key)
+    y = tf.random.stateless_uniform([examples_per_client], key + 1,
+                                    maxval=FEMNIST_CLASSES, dtype=tf.int32)
+    return tf.data.Dataset.from_tensor_slices((x, y))
+
+  data = tff.simulation.datasets.ClientData.from_clients_and_tf_fn(
+      client_ids, dataset_fn)
+
+  def keras_model_fn() -> tf.keras.Model:
+    return tf.keras.Sequential([
+        tf.keras.layers.InputLayer(input_shape=(28, 28, 1)),
+        tf.keras.layers.Conv2D(32, 3, activation='relu'),
+        tf.keras.layers.Conv2D(64, 3, activation='relu'),
+        tf.keras.layers.MaxPool2D(2),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(128, activation='relu'),
+        tf.keras.layers.Dense(FEMNIST_CLASSES),
+    ])
+
+  return task_base.Task(
+      name='femnist_cnn', train_data=data, test_data=data,
+      num_train_examples=np.full(num_clients, examples_per_client, np.int64),
+      keras_model_fn=keras_model_fn,
+      loss_fn=lambda: tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics_fn=lambda: [tf.keras.metrics.SparseCategoricalAccuracy()])
+
+
+def build_task(workload: str, num_clients: int, work: local_work_lib.LocalWork,
+               seed: int) -> task_base.Task:
+  if workload == 'femnist_cnn':
+    return femnist_cnn_task(num_clients, work.local_steps * work.batch_size, seed)
+  return synthetic.build(num_clients=num_clients, seed=seed)
+
+
+# --- the three measurements -------------------------------------------------
+
+
+def build_pure_tf_round(task: task_base.Task, work: local_work_lib.LocalWork,
+                        client_lr: float, initial: tff.learning.models.ModelWeights
+                        ) -> tuple[Callable[[Sequence[str]], Any], tf.keras.Model]:
+  """The bound: FedAvg's client SGD and weighted mean in one tf.function."""
+  model = task.keras_model_fn()
+  initial.assign_weights_to(model)
+  loss_fn = task.loss_fn()
+  dataset_fn = task.train_data.preprocess(work.preprocess).serializable_dataset_fn
+  variables = model.trainable_variables
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def round_fn(client_ids: tf.Tensor) -> tf.Tensor:
+    start = [tf.identity(v) for v in variables]
+    update_sum = [tf.zeros_like(v) for v in variables]
+    total = tf.constant(0.0)
+    for i in tf.range(tf.shape(client_ids)[0]):
+      for v, w in zip(variables, start):
+        v.assign(w)
+      examples = tf.constant(0.0)
+      for x, y in dataset_fn(client_ids[i]):
+        with tf.GradientTape() as tape:
+          loss = loss_fn(y, model(x, training=True))
+        for v, g in zip(variables, tape.gradient(loss, variables)):
+          v.assign_sub(client_lr * g)
+        examples += tf.cast(tf.shape(y)[0], tf.float32)
+      update_sum = [s + examples * (v - w)
+                    for s, v, w in zip(update_sum, variables, start)]
+      total += examples
+    for v, w, s in zip(variables, start, update_sum):
+      v.assign(w + s / total)
+    return total
+
+  # Traced now: TFF later builds Keras models inside v1 graphs, after which
+  # Keras refuses to trace models made outside them.
+  round_fn.get_concrete_function()
+  return (lambda ids: round_fn(tf.constant(list(ids)))), model
+
+
+def build_raw_tff(task: task_base.Task, work: local_work_lib.LocalWork,
+                  client_lr: float, initial: tff.learning.models.ModelWeights):
+  """Plain TFF: FedAvg composed with the dataset computation."""
+  process = tff.learning.algorithms.build_weighted_fed_avg(
+      task.model_fn(),
+      client_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=client_lr),
+      server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=1.0))
+  composed = tff.simulation.compose_dataset_computation_with_learning_process(
+      task.train_data.preprocess(work.preprocess).dataset_computation, process)
+  state = composed.set_model_weights(composed.initialize(), initial)
+  return composed, state
+
+
+def ideal_population(client_ids: Sequence[str], num_examples: np.ndarray,
+                     seed: int) -> population_lib.Population:
+  """Always online, identical devices: every invited client finishes."""
+  n = len(client_ids)
+  return population_lib.Population.build(
+      client_ids, num_examples,
+      population_lib.DeviceProfiles.uniform(n, 40.0, 20_000.0, 6_000.0),
+      availability_lib.AvailabilityTrace.always(n), seed=seed)
+
+
+def build_tf_fedscale(task: task_base.Task, work: local_work_lib.LocalWork,
+                      client_lr: float, clients_per_round: int, seed: int,
+                      initial: tff.learning.models.ModelWeights
+                      ) -> simulation.Simulation:
+  pop = ideal_population(task.train_data.client_ids, task.num_train_examples, seed)
+  process = algorithms.build_process('fedavg', task.model_fn(), client_lr, 1.0)
+  return simulation.Simulation(
+      process, task.train_data, pop,
+      selection.UniformSelector(clients_per_round, overcommit=1.0),
+      accounting.LatencyAccountant(pop, clients_per_round=clients_per_round),
+      work, seed=seed, initial_model_weights=initial)
+
+
+# --- process accounting -----------------------------------------------------
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+  with open(f'/proc/{pid}/stat') as f:
+    fields = f.read().rsplit(')', 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _proc_rss_bytes(pid: int, field: str = 'VmRSS') -> int:
+  """Resident bytes (VmRSS), or the peak so far with field='VmHWM'."""
+  with open(f'/proc/{pid}/status') as f:
+    for line in f:
+      if line.startswith(field + ':'):
+        return int(line.split()[1]) * 1024
+  return 0
+
+
+class Meter:
+  """CPU seconds and resident bytes of this process plus its local workers."""
+
+  def __init__(self, execution: Optional[execution_lib.Execution] = None):
+    self.execution = execution
+
+  def pids(self) -> list[int]:
+    workers = self.execution.workers if self.execution else []
+    return [os.getpid()] + [w.pid for w in workers if w.is_alive()]
+
+  def cpu_seconds(self) -> float:
+    total = 0.0
+    for pid in self.pids():
+      try:
+        total += _proc_cpu_seconds(pid)
+      except OSError:
+        pass
+    return total
+
+  def rss_bytes(self, field: str = 'VmRSS') -> int:
+    total = 0
+    for pid in self.pids():
+      try:
+        total += _proc_rss_bytes(pid, field)
+      except OSError:
+        pass
+    return total
+
+
+def emit(record: dict[str, Any]) -> None:
+  print(json.dumps(record, sort_keys=False), flush=True)
+
+
+def _timed(meter: Meter, fn: Callable[[], Any]) -> tuple[float, float, float]:
+  """(wall seconds, CPU seconds of all, CPU seconds of this process) of fn()."""
+  own0, cpu0 = _proc_cpu_seconds(os.getpid()), meter.cpu_seconds()
+  t0 = time.perf_counter()
+  fn()
+  return (time.perf_counter() - t0, meter.cpu_seconds() - cpu0,
+          _proc_cpu_seconds(os.getpid()) - own0)
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+  return round(a / b, 4) if a is not None and b else None
+
+
+def run_training(workload: str, clients_per_round: int, rounds: int,
+                 what: Sequence[str]) -> dict[str, Any]:
+  """The interleaved pure_tf / raw_tff / tf_fedscale rounds; returns the summary."""
+  work = local_work_lib.LocalWork(batch_size=_BATCH_SIZE.value,
+                                  local_steps=_LOCAL_STEPS.value,
+                                  shuffle_seed=_SEED.value)
+  num_clients = _NUM_CLIENTS.value or max(1000, 2 * clients_per_round)
+  if num_clients < clients_per_round:
+    raise app.UsageError(f'--num_clients={num_clients} is below '
+                         f'--clients_per_round={clients_per_round}.')
+  task = build_task(workload, num_clients, work, _SEED.value)
+  initial = seeding.initial_model_weights(task.keras_model_fn, _SEED.value)
+  base = {'workload': workload, 'clients_per_round': clients_per_round,
+          'local_steps': work.local_steps, 'batch_size': work.batch_size}
+  client_ids = task.train_data.client_ids
+
+  def cohort(round_num: int) -> list[str]:
+    first = round_num * clients_per_round
+    return [client_ids[(first + j) % num_clients] for j in range(clients_per_round)]
+
+  times = {w: [] for w in what}
+  cpus = {w: [] for w in what}
+  rss = {w: [] for w in what}
+  summary = dict(base, what='summary', rounds=rounds, execution=_EXECUTION.value)
+  steps = {}
+  if 'pure_tf' in what:  # first: before TFF traces any Keras model
+    pure_round, _ = build_pure_tf_round(task, work, _CLIENT_LR.value,
+                                                 initial)
+    steps['pure_tf'] = lambda r: pure_round(cohort(r))
+  with execution_lib.Execution(_EXECUTION.value, _MAX_CONCURRENT.value,
+                               _WORKER_DEVICES.value,
+                               clients_per_subround=_SUBROUND.value,
+                               recycle_growth=_RECYCLE.value) as execution:
+    meter = Meter(execution)
+    context = {'execution': str(execution.spec)}
+    if 'raw_tff' in what:
+      composed, raw = build_raw_tff(task, work, _CLIENT_LR.value, initial)
+      raw_state = [raw]
+
+      def raw_step(r):
+        raw_state[0] = composed.next(raw_state[0], cohort(r)).state
+
+      steps['raw_tff'] = raw_step
+    if 'tf_fedscale' in what:
+      sim = build_tf_fedscale(task, work, _CLIENT_LR.value, clients_per_round,
+                              _SEED.value, initial)
+      execution.protect(sim)
+      sim_state = [sim.initialize()]
+
+      def sim_step(r):
+        del r
+        sim_state[0], record = sim.run_round(sim_state[0])
+        if record['completed'] != clients_per_round:
+          raise RuntimeError(f'{record["completed"]} clients trained, expected '
+                             f'{clients_per_round}.')
+
+      steps['tf_fedscale'] = sim_step
+
+    for round_num in range(rounds + 1):
+      # Warm-up in the given order, then rotate it so that no measurement always
+      # runs right after another one (worker caches, thread pools winding down).
+      shift = max(0, round_num - 1) % len(what)
+      for name in what[shift:] + what[:shift]:
+        seconds, cpu, python_cpu = _timed(meter, lambda: steps[name](round_num))
+        record = dict(base, what=name, round=round_num,
+                      seconds=round(seconds, 4), cpu_seconds=round(cpu, 3),
+                      python_cpu_seconds=round(python_cpu, 3),
+                      rss_bytes=meter.rss_bytes(),
+                      python_rss_bytes=_proc_rss_bytes(os.getpid()))
+        if name != 'pure_tf':
+          record.update(context, subrounds=execution.context.last_subrounds)
+        if round_num == 0:
+          record['warmup'] = True
+        else:
+          times[name].append(seconds)
+          cpus[name].append(cpu)
+        rss[name].append(record['rss_bytes'])
+        emit(record)
+    summary['recovery_events'] = len(execution.events)
+    summary['worker_recycles'] = execution.recycles
+    summary['peak_rss_bytes'] = meter.rss_bytes('VmHWM')  # per-process peaks, summed
+
+  for name in what:
+    summary[f'{name}_seconds'] = round(statistics.median(times[name]), 4)
+    summary[f'{name}_cpu_seconds'] = round(statistics.median(cpus[name]), 3)
+  pairs = (('raw_tff', 'pure_tf'), ('tf_fedscale', 'pure_tf'),
+           ('tf_fedscale', 'raw_tff'))
+  for a, b in pairs:
+    if a in what and b in what:
+      summary[f'{a}_over_{b}'] = _ratio(summary[f'{a}_seconds'],
+                                        summary[f'{b}_seconds'])
+      summary[f'{a}_over_{b}_cpu'] = _ratio(summary[f'{a}_cpu_seconds'],
+                                            summary[f'{b}_cpu_seconds'])
+  last = what[-1]
+  # Memory after the first timed round vs after the last one.
+  first_rss, last_rss = rss[last][1], rss[last][-1]
+  summary.update(rss_first_bytes=first_rss, rss_last_bytes=last_rss,
+                 rss_growth=round(last_rss / first_rss - 1, 4))
+  summary.update(machine())
+  emit(summary)
+  return summary
+
+
+# --- population: selection and accounting at scale --------------------------
+
+
+def _ids_nbytes(client_ids: list[str]) -> int:
+  return sys.getsizeof(client_ids) + sum(sys.getsizeof(c) for c in client_ids)
+
+
+def run_population(num_clients: int, clients_per_round: int, rounds: int,
+                   overcommit: float) -> dict[str, Any]:
+  """Times select + account per round on a population of `num_clients`."""
+  meter = Meter()
+  seed = _SEED.value
+  rss0 = meter.rss_bytes()
+  t0 = time.perf_counter()
+  devices = default_traces.generate_devices(num_clients, seed)
+  t_devices = time.perf_counter() - t0
+  availability = default_traces.generate_availability(num_clients, seed)
+  t_availability = time.perf_counter() - t0 - t_devices
+  client_ids = [str(i) for i in range(num_clients)]
+  num_examples = np.random.default_rng([seed, 3]).integers(
+      20, 400, num_clients).astype(np.int64)
+  pop = population_lib.Population.build(client_ids, num_examples, devices,
+                                        availability, seed=seed)
+  generate_s = time.perf_counter() - t0
+  population_bytes = pop.nbytes + _ids_nbytes(client_ids)
+  base = {'workload': 'population', 'population': num_clients,
+          'clients_per_round': clients_per_round,
+          'selected': math.ceil(overcommit * clients_per_round)}
+  emit(dict(base, what='generate_population', seconds=round(generate_s, 3),
+            devices_seconds=round(t_devices, 3),
+            availability_seconds=round(t_availability, 3),
+            population_bytes=population_bytes, arrays_bytes=pop.nbytes,
+            rss_bytes=meter.rss_bytes(), rss_added_bytes=meter.rss_bytes() - rss0))
+
+  work = local_work_lib.LocalWork(batch_size=20, local_steps=5)
+  selector = selection.UniformSelector(clients_per_round, overcommit=overcommit)
+  accountant = accounting.LatencyAccountant(pop, clients_per_round=clients_per_round)
+  bytes_down, bytes_up = 1_000_000, 1_000_000
+  per_round = []
+  for round_num in range(1, rounds + 1):
+    t = time.perf_counter()
+    rng = np.random.default_rng([seed, round_num])
+    candidates = selector.select(round_num, accountant.virtual_time_s, pop, rng)
+    while not len(candidates):  # nobody online: idle, as Simulation does
+      accountant.virtual_time_s += 60.0
+      candidates = selector.select(round_num, accountant.virtual_time_s, pop, rng)
+    outcome = accountant.account(round_num, candidates,
+                                 work.samples(pop.num_examples[candidates]),
+                                 bytes_down, bytes_up)
+    selector.observe(round_num, selection.RoundFeedback.from_outcome(outcome))
+    completed_ids = [pop.client_ids[c] for c in outcome.completed]
+    seconds = time.perf_counter() - t
+    per_round.append(seconds)
+    emit(dict(base, what='select_account', round=round_num,
+              seconds_per_round=round(seconds, 5), invited=len(candidates),
+              completed=len(completed_ids),
+              virtual_time_s=round(accountant.virtual_time_s, 1),
+              population_bytes=population_bytes))
+  summary = dict(base, what='summary', rounds=rounds,
+                 seconds_per_round=round(statistics.median(per_round), 5),
+                 max_seconds_per_round=round(max(per_round), 5),
+                 population_bytes=population_bytes,
+                 generate_seconds=round(generate_s, 3),
+                 rss_bytes=meter.rss_bytes(), **machine())
+  emit(summary)
+  return summary
+
+
+def machine() -> dict[str, Any]:
+  return {'cpus': len(os.sched_getaffinity(0)), 'host_cpus': os.cpu_count(),
+          'python': platform.python_version(), 'tensorflow': tf.__version__,
+          'tff': tff.__version__}
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}; all options are --flags.')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  workload = _WORKLOAD.value
+  if workload == 'population':
+    cpr = _CLIENTS.value or 1000
+    rounds = _ROUNDS.value or 50
+    if cpr < 1 or rounds < 1 or _POPULATION.value < cpr or _OVERCOMMIT.value < 1:
+      raise app.UsageError('need 1 <= --clients_per_round <= --population, '
+                           '--rounds >= 1 and --overcommit >= 1.')
+    run_population(_POPULATION.value, cpr, rounds, _OVERCOMMIT.value)
+    return
+  what = [w.strip() for w in _WHAT.value]
+  unknown = sorted(set(what) - set(MEASURES))
+  if unknown or not what:
+    raise app.UsageError(f'--what: unknown {unknown}; choose from {MEASURES}.')
+  problem = execution_lib.validate_flags(_EXECUTION.value, _WORKER_DEVICES.value)
+  if problem:
+    raise app.UsageError(f'--{problem[0]}: {problem[1]}')
+  cpr = _CLIENTS.value or 100
+  rounds = _ROUNDS.value or 3
+  if cpr < 1 or rounds < 1:
+    raise app.UsageError('--clients_per_round and --rounds must be >= 1.')
+  run_training(workload, cpr, rounds, [m for m in MEASURES if m in what])
+
+
+if __name__ == '__main__':
+  app.run(main)

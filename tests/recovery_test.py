@@ -1,0 +1,146 @@
+"""Worker failure: a worker killed mid-round is restarted (or dropped), the
+round runs again, the run goes on, and the log says what happened."""
+
+import os
+import signal
+import threading
+import time
+import uuid
+from unittest import mock
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow_federated as tff
+
+from tasks import synthetic
+from tf_fedscale import accounting
+from tf_fedscale import availability
+from tf_fedscale import execution
+from tf_fedscale import local_work
+from tf_fedscale import population
+from tf_fedscale import runtime
+from tf_fedscale import selection
+from tf_fedscale import simulation
+
+MARKER_ENV = 'TF_FEDSCALE_TEST_MARKER'
+NUM_CLIENTS = 40
+TASK = synthetic.build(num_clients=NUM_CLIENTS, max_examples=200)
+
+
+def _build_simulation(clients_per_round=8, local_steps=3):
+  """FedAvg on tiny Synthetic data; every invited client finishes."""
+  pop = population.Population.build(
+      TASK.train_data.client_ids, TASK.num_train_examples,
+      population.DeviceProfiles.uniform(NUM_CLIENTS, 10.0, 1000.0, 1000.0),
+      availability.AvailabilityTrace.always(NUM_CLIENTS), seed=0)
+  process = tff.learning.algorithms.build_weighted_fed_avg(
+      TASK.model_fn(),
+      client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.05),
+      server_optimizer_fn=tff.learning.optimizers.build_sgdm(1.0))
+  return simulation.Simulation(
+      process, TASK.train_data, pop,
+      selection.UniformSelector(clients_per_round, overcommit=1.0),
+      accounting.LatencyAccountant(pop, clients_per_round=clients_per_round),
+      local_work.LocalWork(batch_size=10, local_steps=local_steps), seed=0)
+
+
+def _cpu_seconds(pid):
+  with open(f'/proc/{pid}/stat') as f:
+    fields = f.read().rsplit(')', 1)[1].split()
+  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+class RecoveryTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
+    os.environ[MARKER_ENV] = self.marker
+
+  def tearDown(self):
+    deadline = time.monotonic() + 10
+    while runtime.worker_pids_with_env(self.marker) and time.monotonic() < deadline:
+      time.sleep(0.1)
+    self.assertEmpty(runtime.worker_pids_with_env(self.marker),
+                     'a worker outlived its test')
+    del os.environ[MARKER_ENV]
+    super().tearDown()
+
+  def test_worker_killed_mid_round_is_restarted_and_round_retried(self):
+    with execution.Execution('workers:2') as pool:
+      sim = _build_simulation(clients_per_round=8, local_steps=400)
+      pool.protect(sim)
+      state = sim.initialize()
+      state, first = sim.run_round(state)
+      victim = pool.workers[1]
+      victim_pid = victim.pid
+      start_cpu = _cpu_seconds(victim_pid)
+      killed = threading.Event()
+      finished = threading.Event()
+
+      def kill_when_busy():
+        # SIGKILL the worker once it has computed 0.2 s into round 2.
+        while not finished.is_set():
+          try:
+            if _cpu_seconds(victim_pid) - start_cpu > 0.2:
+              os.kill(victim_pid, signal.SIGKILL)
+              killed.set()
+              return
+          except OSError:
+            return
+          time.sleep(0.01)
+
+      killer = threading.Thread(target=kill_when_busy)
+      killer.start()
+      with self.assertLogs(level='WARNING') as logs:
+        state, second = sim.run_round(state)
+      finished.set()
+      killer.join()
+      self.assertTrue(killed.is_set(), 'round 2 ended before the kill')
+      self.assertEqual(state.round_num, 2)
+      self.assertEqual(second['completed'], 8)
+      self.assertTrue(np.isfinite(second['train_loss']))
+      self.assertLen(pool.workers, 2)
+      self.assertNotEqual(pool.workers[1].pid, victim_pid)
+      self.assertEqual(pool.workers[1].restarts, 1)
+      text = '\n'.join(logs.output)
+      self.assertIn(f'pid {victim_pid}', text)
+      self.assertIn('restarted it as', text)
+      self.assertIn('retrying round 2', text)
+      state, third = sim.run_round(state)  # the restarted worker serves
+      self.assertEqual(third['completed'], 8)
+
+  def test_local_worker_dropped_after_max_restarts(self):
+    with execution.Execution('workers:2', max_restarts=0) as pool:
+      sim = _build_simulation()
+      pool.protect(sim)
+      state = sim.initialize()
+      pool.workers[0].stop()
+      state, record = sim.run_round(state)
+      self.assertEqual(record['completed'], 8)
+      self.assertLen(pool.workers, 1)
+      self.assertTrue(any('dropped it from the pool' in e for e in pool.events))
+
+  def test_grown_worker_is_recycled_between_rounds(self):
+    fake_rss = iter(range(100, 10_000, 10))  # grows 10 bytes per look
+    with mock.patch.object(execution, 'RECYCLE_WINDOW', 2), mock.patch.object(
+        execution, '_rss_bytes', lambda pid: next(fake_rss)):
+      with execution.Execution('local', recycle_growth=0.15) as pool:
+        sim = _build_simulation()
+        pool.protect(sim)
+        state = sim.initialize()
+        first_pid = pool.workers[0].pid
+        for _ in range(3):  # baseline 100, 110; then 120 is 9 % over: kept
+          state, _ = sim.run_round(state)
+        self.assertEqual((pool.recycles, pool.workers[0].pid), (0, first_pid))
+        state, _ = sim.run_round(state)  # 130 is 18 % over 110
+        self.assertEqual(pool.recycles, 1)
+        self.assertNotEqual(pool.workers[0].pid, first_pid)
+        self.assertEqual(pool.workers[0].restarts, 0)  # not a failure
+        state, record = sim.run_round(state)  # the fresh worker serves
+        self.assertEqual((state.round_num, record['completed']), (5, 8))
+        self.assertEmpty(pool.events)
+
+
+if __name__ == '__main__':
+  absltest.main()
