@@ -9,6 +9,11 @@ from typing import Any
 
 import ml_collections
 
+from tf_fedscale import placement
+
+
+ASYNC_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedadagrad')
+
 
 class UsageError(Exception):
   """Bad input: printed as one line, exit status 2."""
@@ -57,7 +62,8 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
   for key, allowed in choices.items():
     _require(config[key] in allowed, key,
              f'unknown value {config[key]!r}; choose from {sorted(allowed)}.')
-  for key in ('rounds', 'clients_per_round', 'batch_size', 'eval_every'):
+  for key in ('rounds', 'clients_per_round', 'batch_size', 'eval_every',
+              'checkpoint_every'):
     _require(config[key] >= 1, key, f'must be a positive integer, got {config[key]}.')
   for key in ('client_lr', 'server_lr', 'backward_factor'):
     _require(math.isfinite(config[key]) and config[key] > 0, key,
@@ -70,9 +76,71 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'must be >= 0 (0 means all), got {config.eval_clients}.')
   _require(config.proximal_strength >= 0, 'proximal_strength',
            f'must be >= 0, got {config.proximal_strength}.')
+  for key in ('max_concurrency', 'buffer_size', 'max_staleness'):
+    _require(config[key] >= 0, key, f'must be >= 0, got {config[key]}.')
+  if config.mode == 'async':
+    _require(config.algorithm in ASYNC_ALGORITHMS, 'algorithm',
+             f'--mode=async takes one of {ASYNC_ALGORITHMS} (a client work plus a '
+             f'server optimizer), got {config.algorithm!r}.')
   steps, epochs = config.local_steps, config.local_epochs
   _require(steps >= 0 and epochs >= 0, 'local_steps',
            f'local_steps and local_epochs must be >= 0, got {steps} and {epochs}.')
   _require((steps > 0) != (epochs > 0), 'local_steps',
            f'set exactly one of --local_steps and --local_epochs (got {steps} '
            f'and {epochs}); the other must be 0.')
+  _validate_plugins(config)
+  _validate_execution(config)
+
+
+def _validate_execution(config: ml_collections.ConfigDict) -> None:
+  """--execution and --worker_devices (tf_fedscale/placement.py parses them)."""
+  problem = placement.validate_flags(config.get('execution', 'local'),
+                                     config.get('worker_devices', ''))
+  if problem:
+    raise UsageError(f'--{problem[0]}: {problem[1]}')
+  _require(config.get('clients_per_subround', 0) >= 0, 'clients_per_subround',
+           f'must be >= 0 (0: automatic), got {config.get("clients_per_subround")}.')
+
+
+def _validate_plugins(config: ml_collections.ConfigDict) -> None:
+  """Aggregator, algorithm and selector parameters."""
+  for key in ('clip_norm', 'dp_delta', 'topk_fraction'):
+    _require(math.isfinite(config[key]) and config[key] > 0, key,
+             f'must be a positive number, got {config[key]}.')
+  _require(0 < config.clip_quantile < 1, 'clip_quantile',
+           f'must be in (0, 1), got {config.clip_quantile}.')
+  _require(config.dp_delta < 1, 'dp_delta', f'must be < 1, got {config.dp_delta}.')
+  _require(config.topk_fraction <= 1, 'topk_fraction',
+           f'must be in (0, 1], got {config.topk_fraction}.')
+  for key in ('zeroing_norm', 'noise_multiplier', 'qffl_q'):
+    _require(math.isfinite(config[key]) and config[key] >= 0, key,
+             f'must be >= 0, got {config[key]}.')
+  _require(1 <= config.quantization_bits <= 16, 'quantization_bits',
+           f'must be in [1, 16], got {config.quantization_bits}.')
+  _require(0 <= config.oort_exploration <= 1, 'oort_exploration',
+           f'must be in [0, 1], got {config.oort_exploration}.')
+  _require(0 <= config.oort_round_percentile <= 100, 'oort_round_percentile',
+           f'must be in [0, 100], got {config.oort_round_percentile}.')
+  _require(config.oort_pacer_step >= 1, 'oort_pacer_step',
+           f'must be a positive integer, got {config.oort_pacer_step}.')
+  _require(config.oort_blacklist_rounds >= -1, 'oort_blacklist_rounds',
+           f'must be >= 0, or -1 for no blacklist, got {config.oort_blacklist_rounds}.')
+  if config.aggregator == 'dp':
+    _require(config.algorithm not in ('qffl', 'mime-lite'), 'aggregator',
+             f'dp is not supported with --algorithm={config.algorithm} (q-FFL needs '
+             'weighted aggregation; Mime Lite would release a second, unaccounted '
+             'full gradient).')
+
+
+# Where the run executes may change on resume (results then agree up to float
+# rounding); what it computes may not.
+RESUME_MAY_DIFFER = ('rounds', 'target_accuracy', 'execution', 'worker_devices',
+                     'max_concurrent_clients', 'clients_per_subround')
+
+
+def differing_keys(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
+                   may_differ: tuple[str, ...] = RESUME_MAY_DIFFER) -> list[str]:
+  """Keys whose value in `config` differs from a run's saved config."""
+  current = config.to_dict()
+  keys = sorted(set(saved) | set(current))
+  return [k for k in keys if k not in may_differ and saved.get(k) != current.get(k)]

@@ -10,8 +10,8 @@ client's timeline) and config.json (the resolved configuration).
 """
 
 import json
-import math
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -20,15 +20,28 @@ from absl import flags
 from absl import logging
 import ml_collections
 
+# TensorFlow must be imported before absl's app.run: Keras imported lazily
+# inside main() cannot build eager Sequential models.
 from experiments import config_util
+from experiments import reporting
+from experiments import setup
 from experiments.configs import default as default_config
+from tf_fedscale import checkpoint
 
 _DEFAULTS = default_config.get_config()
 _HELP = {
     'task': 'Dataset task name (tasks/registry.py).',
     'data_dir': 'Directory holding the task\'s files (unused by synthetic).',
-    'algorithm': 'fedavg, fedprox, fedadam, fedyogi, fedadagrad or fedsgd.',
-    'selector': 'Participant selector name.',
+    'model': 'Model variant of the task (empty: the task\'s default).',
+    'min_samples': 'Drop training clients with fewer examples.',
+    'max_samples': 'Drop training clients with more examples (0: no maximum).',
+    'cache_dir': ('Where converted datasets are cached (empty: $TF_FEDSCALE_CACHE or '
+                  '~/.cache/tf_fedscale).'),
+    'task_options': 'Task options as key=value,... (see README, Tasks).',
+    'algorithm': ('fedavg, fedprox, fedadam, fedyogi, fedadagrad, fedsgd, mime-lite '
+                  'or qffl.'),
+    'selector': ('Participant selector: uniform, oort, fastest, or '
+                 'package.module:ClassName of a tf_fedscale Selector subclass.'),
     'rounds': 'Number of rounds.',
     'clients_per_round': 'Updates aggregated per round.',
     'overcommit': 'Invite ceil(overcommit x clients_per_round) clients.',
@@ -43,10 +56,48 @@ _HELP = {
     'proximal_strength': 'FedProx mu.',
     'backward_factor': 'Training cost / inference cost per sample.',
     'client_mapping': 'Clients to trace rows: random (seeded) or modulo (FedScale).',
+    'device_trace': ('Device speeds: native .csv/.npz or FedScale\'s '
+                     'client_device_capacity pickle (unpickled only because you named '
+                     'it); empty: the default generator.'),
+    'availability_trace': ('Availability: native .csv/.npz or FedScale\'s '
+                           'client_behave_trace pickle; empty: the default generator.'),
     'trace_seed': 'Seed of the default trace generator.',
     'seed': 'Seed of selection and everything else random.',
-    'max_concurrent_clients': 'Bound on concurrent client computations (-1: none).',
+    'max_concurrent_clients': ('Bound on concurrent client computations per worker '
+                               '(-1: none).'),
+    'execution': ('local (one TFF worker), workers:N (N local workers sharing '
+                  'each round\'s clients) or remote:HOST:PORT[,HOST:PORT...] '
+                  '(workers started with python -m tf_fedscale.worker).'),
+    'worker_devices': ('One device per local worker: GPU:0,GPU:1,... '
+                       '(CUDA_VISIBLE_DEVICES; needs a CUDA-enabled worker binary) '
+                       'or CPU:0-3,CPU:4-7 (core affinity); empty: split the cores.'),
+    'clients_per_subround': ('Most clients per worker call; larger cohorts run as '
+                             'merged sub-rounds (0: sized from the model, ~2 GB '
+                             'per call).'),
     'tensorboard': 'Also write TensorBoard scalars.',
+    'aggregator': ('Update aggregation: mean, clipping, zeroing, dp, secure, quantize '
+                   'or topk.'),
+    'clip_norm': 'L2 clipping norm (clipping, dp), or its initial value if adaptive.',
+    'adaptive_clipping': 'Adapt the clipping norm to --clip_quantile of update norms.',
+    'clip_quantile': 'Target quantile of update norms for adaptive clipping.',
+    'zeroing_norm': 'Zero updates with a larger L2 norm (0: adaptive).',
+    'noise_multiplier': 'DP Gaussian noise stddev / clipping norm (--aggregator=dp).',
+    'dp_delta': 'Delta of the (epsilon, delta) reported per round with --aggregator=dp.',
+    'quantization_bits': 'Bits per value with --aggregator=quantize.',
+    'topk_fraction': 'Share of entries each client uploads with --aggregator=topk.',
+    'qffl_q': 'q of q-FFL (0 is FedAvg; larger is fairer).',
+    'oort_exploration': 'Oort: initial exploration share (decays x0.98 to 0.3).',
+    'oort_round_percentile': 'Oort: initial percentile of durations preferred.',
+    'oort_pacer_step': 'Oort: rounds between pacer updates.',
+    'oort_blacklist_rounds': 'Oort: skip clients that trained more often (-1: never).',
+    'checkpoint_every': 'Checkpoint every k rounds (and after the last).',
+    'mode': 'sync (rounds) or async (FedBuff: --rounds counts server steps).',
+    'max_concurrency': 'async: clients training at once (0: ceil(overcommit x '
+                       'clients_per_round)).',
+    'buffer_size': 'async: updates per server step (0: clients_per_round).',
+    'max_staleness': 'async: drop updates staler than this many server steps.',
+    'staleness_weighting': 'async: constant, or sqrt for 1/sqrt(1 + staleness).',
+    'target_accuracy': 'Report the time to reach this test accuracy (0: none).',
 }
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
            float: flags.DEFINE_float, str: flags.DEFINE_string}
@@ -57,16 +108,24 @@ _CONFIG = flags.DEFINE_string('config', None, 'ml_collections config file (Pytho
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'runs/latest', 'Where results go.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False,
                                'Replace results already in --output_dir.')
+_RESUME = flags.DEFINE_bool(
+    'resume', False, 'Continue the run in --output_dir from its newest checkpoint; '
+    'the flags must match the run\'s config.json (only --rounds may change).')
 
-RESULT_FILES = ('metrics.csv', 'clients.csv', 'config.json')
+CONFIG_FILE = 'config.json'
+RESULT_FILES = ('metrics.csv', 'wall_clock.csv', 'clients.csv', 'client_accuracy.csv',
+                CONFIG_FILE, 'checkpoints', 'report')
 
 
 def resolve_config() -> ml_collections.ConfigDict:
-  """The config file (or the default) with command-line flags applied."""
+  """The config file (or the default) with command-line flags applied, then the
+  task's published hyper-parameters for every setting neither set."""
   base = (config_util.load_config_file(_CONFIG.value) if _CONFIG.value
           else _DEFAULTS)
   overrides = {k: flags.FLAGS[k].value for k in _DEFAULTS if flags.FLAGS[k].present}
-  return config_util.apply_overrides(base, overrides)
+  config = config_util.apply_overrides(base, overrides)
+  explicit = set(overrides) | {k for k in base if k in _DEFAULTS and base[k] != _DEFAULTS[k]}
+  return setup.apply_task_defaults(config, explicit)
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -80,37 +139,35 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
     raise config_util.UsageError(f'--output_dir: {output_dir!r} is not a directory.')
 
 
-def _format_time(seconds: float) -> str:
-  hours, rest = divmod(int(seconds), 3600)
-  return f'{hours}:{rest // 60:02d}:{rest % 60:02d}'
+def check_resumable(output_dir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume a run that is not there or had other settings."""
+  path = os.path.join(output_dir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise config_util.UsageError(
+        f'--resume: {output_dir!r} holds no run to resume ({CONFIG_FILE} missing); '
+        'drop --resume to start one.')
+  with open(path) as f:
+    saved = json.load(f)
+  differing = config_util.differing_keys(saved, config)
+  if differing:
+    details = ', '.join(f'--{k} (run: {saved.get(k)!r}, now: {config.get(k)!r})'
+                        for k in differing)
+    raise config_util.UsageError(
+        f'--resume: flags differ from the run in {output_dir!r}: {details}; '
+        'pass the run\'s values or start a new --output_dir.')
 
 
-def print_progress(record: dict, rounds: int) -> None:
-  evaluated = '' if math.isnan(record['eval_accuracy']) else (
-      f'  eval_acc {record["eval_accuracy"]:.3f}')
-  print(f'round {record["round"]:>4}/{rounds}  virtual {_format_time(record["virtual_time_s"])}'
-        f'  done {record["completed"]:>3}/{record["selected"]:<3} dropped {record["dropped"]:>3}'
-        f'  train_loss {record["train_loss"]:.4f}{evaluated}'
-        f'  ({record["wall_clock_s"]:.1f} s)', flush=True)
-
-
-def print_summary(records: Sequence[dict]) -> None:
-  evaluated = [r for r in records if not math.isnan(r['eval_accuracy'])]
-  first_acc = evaluated[0]['eval_accuracy'] if evaluated else float('nan')
-  last = records[-1]
-  rows = [
-      ('rounds', f'{last["round"]}'),
-      ('eval accuracy (first -> final)',
-       f'{first_acc:.3f} -> {evaluated[-1]["eval_accuracy"]:.3f}' if evaluated else 'n/a'),
-      ('virtual time', f'{_format_time(last["virtual_time_s"])} ({last["virtual_time_s"]:.0f} s)'),
-      ('clients completed', f'{sum(r["completed"] for r in records)}'),
-      ('clients dropped (offline)', f'{sum(r["dropped"] for r in records)}'),
-      ('stragglers cut', f'{sum(r["stragglers"] + r["missed_deadline"] for r in records)}'),
-      ('bytes moved (down + up)',
-       f'{sum(r["bytes_down"] + r["bytes_up"] for r in records) / 1e6:.1f} MB'),
-  ]
-  width = max(len(k) for k, _ in rows)
-  print('\n'.join(f'{k:<{width}}  {v}' for k, v in rows))
+def prepare_output_dir(output_dir: str, config: ml_collections.ConfigDict) -> None:
+  """Clears earlier results (only reached with --overwrite) and saves the config."""
+  os.makedirs(output_dir, exist_ok=True)
+  for name in RESULT_FILES:
+    path = os.path.join(output_dir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)
+  with open(os.path.join(output_dir, CONFIG_FILE), 'w') as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -120,33 +177,39 @@ def main(argv: Sequence[str]) -> None:
     sys.exit(2)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  output_dir, resume = _OUTPUT_DIR.value, _RESUME.value
   try:
     config = resolve_config()
-    check_output_dir(_OUTPUT_DIR.value, _OVERWRITE.value)
-    # Heavy imports only after the cheap checks.
-    from experiments import setup  # pylint: disable=g-import-not-at-top
+    if resume:
+      if config.mode == 'async':
+        raise config_util.UsageError('--resume: async runs are not checkpointed; '
+                                     'start the run again without --resume.')
+      check_resumable(output_dir, config)
+    else:
+      check_output_dir(output_dir, _OVERWRITE.value)
     experiment = setup.build_experiment(config)
   except config_util.UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  if not resume:
+    prepare_output_dir(output_dir, config)
 
-  output_dir = _OUTPUT_DIR.value
-  os.makedirs(output_dir, exist_ok=True)
-  for name in RESULT_FILES:
-    if os.path.exists(os.path.join(output_dir, name)):
-      os.remove(os.path.join(output_dir, name))
-  with open(os.path.join(output_dir, 'config.json'), 'w') as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+  progress = reporting.Progress(config.rounds)
 
-  records = []
-
-  def on_round(record):
-    records.append(record)
-    print_progress(record, config.rounds)
-
-  experiment.run(output_dir, on_round)
-  print_summary(records)
-  print(f'results in {output_dir}/ (metrics.csv, clients.csv)')
+  try:
+    experiment.run(output_dir, progress.update, resume=resume)
+  except checkpoint.CorruptCheckpointError as e:
+    print(f'error: --resume: {e}; the earlier checkpoints are rounds {e.previous}: '
+          f'move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}{e.version} '
+          'aside to resume from the newest of them.', file=sys.stderr)
+    sys.exit(2)
+  finally:
+    progress.close()
+  target = config.target_accuracy or None
+  written = reporting.write_report(output_dir, target)
+  print(reporting.format_table(reporting.summary_rows(
+      reporting.read_csv(os.path.join(output_dir, 'metrics.csv')), target)))
+  print(f'results in {output_dir}/ (metrics.csv, clients.csv); report: {written}')
 
 
 if __name__ == '__main__':

@@ -1,26 +1,38 @@
 """Builds a simulation from a validated config: task -> population -> selector
 -> accountant -> TFF process -> metrics. Shared by every experiment binary."""
 
+import csv
 import dataclasses
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Optional
 
 import ml_collections
+import tensorflow_federated as tff
 
 from experiments import config_util
+from experiments import plugins as plugins_lib
 from tasks import base as task_base
 from tasks import registry
 from tf_fedscale import accounting
+from tf_fedscale import aggregators
 from tf_fedscale import algorithms
+from tf_fedscale import asynchronous
+from tf_fedscale import checkpoint
 from tf_fedscale import evaluation
+from tf_fedscale import execution
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics
 from tf_fedscale import population as population_lib
-from tf_fedscale import runtime
+from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
 from traces import default as default_traces
+from traces import loader as trace_loader
+
+CLIENT_ACCURACY_FILE = 'client_accuracy.csv'
+ASYNC_UPDATES_FILE = 'async_updates.csv'
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -28,20 +40,37 @@ def choices() -> dict[str, tuple[str, ...]]:
   return {
       'task': tuple(registry.TASKS),
       'algorithm': algorithms.ALGORITHMS,
-      'selector': tuple(selection.SELECTORS),
+      'selector': plugins_lib.selector_names(),
+      'aggregator': aggregators.AGGREGATORS,
       'client_mapping': population_lib.MAPPINGS,
+      'mode': ('sync', 'async'),
+      'staleness_weighting': asynchronous.STALENESS_WEIGHTINGS,
   }
+
+
+def _load_trace(flag: str, path: str, load: Callable):
+  try:
+    return load(path)
+  except trace_loader.TraceError as e:
+    raise config_util.UsageError(f'--{flag}: {e}') from e
 
 
 def build_population(config: ml_collections.ConfigDict,
                      task: task_base.Task) -> population_lib.Population:
-  """The task's clients on the default generated traces."""
+  """The task's clients on --device_trace/--availability_trace, or on the
+  default generated traces (one row per client) where those are empty."""
   num_clients = len(task.train_data.client_ids)
+  devices = (_load_trace('device_trace', config.device_trace, trace_loader.load_devices)
+             if config.device_trace else
+             default_traces.generate_devices(num_clients, config.trace_seed))
+  availability = (_load_trace('availability_trace', config.availability_trace,
+                              trace_loader.load_availability)
+                  if config.availability_trace else
+                  default_traces.generate_availability(num_clients, config.trace_seed))
   return population_lib.Population.build(
       client_ids=task.train_data.client_ids,
       num_examples=task.num_train_examples,
-      devices=default_traces.generate_devices(num_clients, config.trace_seed),
-      availability=default_traces.generate_availability(num_clients, config.trace_seed),
+      devices=devices, availability=availability,
       seed=config.seed, mapping=config.client_mapping)
 
 
@@ -57,15 +86,11 @@ class Experiment:
   def build_simulation(self, output_dir: Optional[str]) -> simulation.Simulation:
     config = self.config
     model_fn = self.task.model_fn()
-    process = algorithms.build_process(
-        config.algorithm, model_fn, config.client_lr, config.server_lr,
-        proximal_strength=config.proximal_strength)
+    plugins = plugins_lib.build_plugins(config, self.task, self.population)
     eval_ids = evaluation.choose_eval_clients(
         self.task.test_data.client_ids, config.eval_clients, config.seed)
     return simulation.Simulation(
-        process, self.task.train_data, self.population,
-        selection.build_selector(config.selector, config.clients_per_round,
-                                 config.overcommit),
+        plugins.process, self.task.train_data, self.population, plugins.selector,
         accounting.LatencyAccountant(
             self.population, clients_per_round=config.clients_per_round,
             deadline_s=config.deadline_s or None,
@@ -75,6 +100,9 @@ class Experiment:
         evaluation=evaluation.FederatedEvaluation(
             model_fn, self.task.test_data, eval_ids, config.batch_size),
         eval_every=config.eval_every,
+        initial_model_weights=self.initial_model_weights(),
+        payload_bytes=plugins.payload_bytes,
+        hooks=plugins.hooks,
         release_managers=(metrics.build_release_managers(output_dir, config.tensorboard)
                           if output_dir else ()),
         timeline=(metrics.TimelineWriter(os.path.join(output_dir, 'clients.csv'),
@@ -82,19 +110,120 @@ class Experiment:
                   if output_dir else None),
     )
 
+  def initial_model_weights(self) -> tff.learning.models.ModelWeights:
+    """The Keras model's initial weights, drawn from the run seed."""
+    return seeding.initial_model_weights(self.task.keras_model_fn, self.config.seed)
+
   def run(self, output_dir: Optional[str],
-          on_round: Optional[Callable[[dict], None]] = None) -> simulation.SimulationState:
-    """Runs all rounds on a managed local TFF worker."""
-    with runtime.local_context(self.config.max_concurrent_clients):
+          on_round: Optional[Callable[[dict], None]] = None,
+          resume: bool = False) -> simulation.SimulationState:
+    """Runs all rounds on the `--execution` context (managed TFF workers),
+    checkpointing into `<output_dir>/checkpoints`; with `resume`, continues
+    from the newest one. A round that fails on a dying worker runs again after
+    the worker is restarted or dropped (tf_fedscale/execution.py)."""
+    checkpointer = (checkpoint.Checkpointer(os.path.join(output_dir, 'checkpoints'),
+                                            self.config.checkpoint_every)
+                    if output_dir else None)
+    with execution.from_config(self.config) as pool:
+      if self.config.mode == 'async':
+        return self.run_async(output_dir, on_round)
       sim = self.build_simulation(output_dir)
-      return sim.run(sim.initialize(), self.config.rounds, on_round)
+      pool.protect(sim)
+      state = sim.restore(checkpointer) if resume else None
+      state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
+                      checkpointer)
+      if output_dir:
+        self.write_client_accuracy(sim.model_weights(state.process_state),
+                                   os.path.join(output_dir, CLIENT_ACCURACY_FILE))
+      return state
+
+  def run_async(self, output_dir: Optional[str],
+                on_round: Optional[Callable[[dict], None]] = None
+                ) -> tff.learning.models.ModelWeights:
+    """FedBuff (`--mode=async`) on the same task, traces and accountant."""
+    config = self.config
+    model_fn = self.task.model_fn()
+    eval_ids = evaluation.choose_eval_clients(
+        self.task.test_data.client_ids, config.eval_clients, config.seed)
+    sim = asynchronous.AsyncSimulation(
+        model_fn, tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
+        algorithms.server_optimizer(config.algorithm, config.server_lr),
+        self.task.train_data, self.population,
+        plugins_lib.build_selector(config),
+        accounting.LatencyAccountant(self.population,
+                                     clients_per_round=config.clients_per_round,
+                                     backward_factor=config.backward_factor),
+        self.local_work,
+        asynchronous.AsyncConfig(
+            max_concurrency=config.max_concurrency or math.ceil(
+                config.overcommit * config.clients_per_round),
+            buffer_size=config.buffer_size or config.clients_per_round,
+            max_staleness=config.max_staleness,
+            staleness_weighting=config.staleness_weighting),
+        seed=config.seed,
+        initial_model_weights=self.initial_model_weights(),
+        evaluation=evaluation.FederatedEvaluation(
+            model_fn, self.task.test_data, eval_ids, config.batch_size),
+        eval_every=config.eval_every,
+        release_managers=(metrics.build_release_managers(output_dir, config.tensorboard)
+                          if output_dir else ()),
+        updates_path=os.path.join(output_dir, ASYNC_UPDATES_FILE) if output_dir else None)
+    sim.run(config.rounds, on_round)
+    if output_dir:
+      self.write_client_accuracy(sim.weights,
+                                 os.path.join(output_dir, CLIENT_ACCURACY_FILE))
+    return sim.weights
+
+  def write_client_accuracy(self, model_weights: tff.learning.models.ModelWeights,
+                            path: str) -> None:
+    """Final accuracy of the model on each evaluated test client (a CSV)."""
+    model = self.task.keras_model_fn()
+    model_weights.assign_weights_to(model)
+    metric = self.task.metrics_fn()[0]
+    loss_fn = self.task.loss_fn()
+    eval_ids = evaluation.choose_eval_clients(
+        self.task.test_data.client_ids, self.config.eval_clients, self.config.seed)
+    with open(path, 'w', newline='') as f:
+      writer = csv.writer(f, lineterminator='\n')
+      writer.writerow(['client_id', 'num_examples', 'loss', 'accuracy'])
+      for client_id in eval_ids:
+        metric.reset_state()
+        losses, count = [], 0
+        for x, y in self.task.test_data.create_tf_dataset_for_client(client_id).batch(256):
+          logits = model(x, training=False)
+          metric.update_state(y, logits)
+          losses.append(float(loss_fn(y, logits)) * len(y))
+          count += len(y)
+        if count:
+          writer.writerow([client_id, count, round(sum(losses) / count, 6),
+                           round(float(metric.result()), 6)])
+
+
+_LOCAL_WORK = {'local_steps', 'local_epochs'}
+
+
+def apply_task_defaults(config: ml_collections.ConfigDict,
+                        explicit: Collection[str]) -> ml_collections.ConfigDict:
+  """Copy of `config` with the task's published hyper-parameters
+  (`registry.TASKS[task].defaults`) for every key not in `explicit`."""
+  spec = registry.TASKS.get(config.task)
+  if spec is None:
+    return config   # validate() reports the unknown task
+  explicit = set(explicit)
+  if explicit & _LOCAL_WORK:   # one amount of local work: the user's choice wins whole
+    explicit |= _LOCAL_WORK
+  defaults = {k: v for k, v in spec.defaults.items() if k not in explicit}
+  return config_util.apply_overrides(config, defaults)
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Validates `config` and builds task and population; raises UsageError."""
   config_util.validate(config, choices())
   try:
-    task = registry.build_task(config.task, config.data_dir, config.seed)
+    task = registry.build_task(
+        config.task, config.data_dir, config.seed, model=config.model,
+        min_samples=config.min_samples, max_samples=config.max_samples,
+        cache_dir=config.cache_dir, options=config.task_options)
   except (ValueError, FileNotFoundError) as e:
     raise config_util.UsageError(f'--task/--data_dir: {e}') from e
   population = build_population(config, task)

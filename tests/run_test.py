@@ -59,6 +59,8 @@ class RunTest(parameterized.TestCase):
       ('too_many_clients', ['--clients_per_round=100000'],
        '--clients_per_round: 100000 exceeds the'),
       ('missing_config', ['--config=/nonexistent/cfg.py'], '--config:'),
+      ('async_algorithm', ['--mode=async', '--algorithm=fedprox'],
+       '--algorithm: --mode=async takes one of'),
       ('both_local_work', ['--local_steps=5', '--local_epochs=1'],
        'set exactly one of --local_steps and --local_epochs'),
   )

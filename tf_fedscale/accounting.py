@@ -74,6 +74,19 @@ class LatencyAccountant:
     self.backward_factor = backward_factor
     self.virtual_time_s = float(start_time_s)
 
+  def client_times(self, clients: np.ndarray, samples: np.ndarray,
+                   bytes_down: int, bytes_up: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(download_s, compute_s, upload_s) of each client, from its trace speeds."""
+    pop = self.population
+    clients = np.asarray(clients, np.int64)
+    samples = np.asarray(samples, np.int64)
+    download_s = bytes_down * 8e-3 / pop.download_kbps(clients).astype(np.float64)
+    compute_s = (samples * pop.compute_ms_per_sample(clients).astype(np.float64)
+                 * self.backward_factor * 1e-3)
+    upload_s = bytes_up * 8e-3 / pop.upload_kbps(clients).astype(np.float64)
+    return download_s, compute_s, upload_s
+
   def account(self, round_num: int, clients: np.ndarray, samples: np.ndarray,
               bytes_down: int, bytes_up: int) -> RoundOutcome:
     """Times `clients` from the current clock, decides who finishes, advances."""
@@ -81,10 +94,8 @@ class LatencyAccountant:
     clients = np.asarray(clients, np.int64)
     samples = np.asarray(samples, np.int64)
     start = self.virtual_time_s
-    download_s = bytes_down * 8e-3 / pop.download_kbps(clients).astype(np.float64)
-    compute_s = (samples * pop.compute_ms_per_sample(clients).astype(np.float64)
-                 * self.backward_factor * 1e-3)
-    upload_s = bytes_up * 8e-3 / pop.upload_kbps(clients).astype(np.float64)
+    download_s, compute_s, upload_s = self.client_times(
+        clients, samples, bytes_down, bytes_up)
     finish_s = download_s + compute_s + upload_s
     online_for_s = pop.online_until_s(clients, start) - start
     leave_s = np.minimum(finish_s, online_for_s)  # finishes or drops out

@@ -1,57 +1,113 @@
 """Learning processes by name, built from `tff.learning` with published defaults.
 
-FedAdam/FedYogi/FedAdagrad follow Reddi et al. 2021 ("Adaptive Federated
-Optimization"): weighted FedAvg with an adaptive server optimizer (tau=1e-3 as
-the epsilon). FedProx is `build_weighted_fed_prox` (Li et al. 2020, mu=0.01
-unless set). FedSGD is `build_fed_sgd` (one gradient per client).
+| name | builder | defaults |
+|---|---|---|
+| `fedavg` | `build_weighted_fed_avg`, SGD client and server (McMahan et al. 2017) | server lr 1.0 |
+| `fedprox` | `build_weighted_fed_prox` (Li et al. 2020) | mu = 0.01 unless set |
+| `fedadam`, `fedyogi`, `fedadagrad` | `build_weighted_fed_avg` with an adaptive server optimizer (Reddi et al. 2021, "Adaptive Federated Optimization") | beta1 0.9, beta2 0.99, tau (epsilon) 1e-3, initial accumulator tau^2 |
+| `fedsgd` | `build_fed_sgd`: one gradient of the local data per client | server SGD |
+| `mime-lite` | `build_weighted_mime_lite` (Karimireddy et al. 2021, "Breaking the centralized barrier") | base optimizer SGD with momentum 0.9 at the client lr; server SGD |
+| `qffl` | q-FedAvg from TFF templates (`tf_fedscale.qffl`; Li et al. 2020, "Fair Resource Allocation in Federated Learning") | q = 1 |
+
+Every builder takes the update aggregator (`tf_fedscale.aggregators`); the
+per-client metrics of any model wrapped by `tf_fedscale.feedback` flow through
+each of them. A `LearningProcess` passed as `name` is returned unchanged.
 """
 
 from collections.abc import Callable
-from typing import Optional
+from typing import Optional, Union
 
 import tensorflow_federated as tff
 
-ALGORITHMS = ('fedavg', 'fedprox', 'fedadam', 'fedyogi', 'fedadagrad', 'fedsgd')
-ADAPTIVE_EPSILON = 1e-3
+from tf_fedscale import payload
+from tf_fedscale import qffl
+
+ALGORITHMS = ('fedavg', 'fedprox', 'fedadam', 'fedyogi', 'fedadagrad', 'fedsgd',
+              'mime-lite', 'qffl')
+ADAPTIVE_EPSILON = 1e-3  # Reddi et al.'s tau
+ADAPTIVE_BETA_2 = 0.99
+MIME_MOMENTUM = 0.9
+
+
+def server_optimizer(name: str, server_lr: float) -> tff.learning.optimizers.Optimizer:
+  """The server optimizer algorithm `name` applies its aggregated update with."""
+  if name == 'fedadam':
+    return tff.learning.optimizers.build_adam(
+        learning_rate=server_lr, beta_2=ADAPTIVE_BETA_2, epsilon=ADAPTIVE_EPSILON)
+  if name == 'fedyogi':
+    return tff.learning.optimizers.build_yogi(
+        learning_rate=server_lr, beta_2=ADAPTIVE_BETA_2, epsilon=ADAPTIVE_EPSILON,
+        initial_preconditioner_value=ADAPTIVE_EPSILON ** 2)
+  if name == 'fedadagrad':
+    return tff.learning.optimizers.build_adagrad(
+        learning_rate=server_lr, epsilon=ADAPTIVE_EPSILON,
+        initial_preconditioner_value=ADAPTIVE_EPSILON ** 2)
+  return tff.learning.optimizers.build_sgdm(learning_rate=server_lr)
 
 
 def build_process(
-    name: str,
+    name: Union[str, tff.learning.templates.LearningProcess],
     model_fn: Callable[[], tff.learning.models.VariableModel],
     client_lr: float,
     server_lr: float,
     proximal_strength: float = 0.01,
     model_aggregator: Optional[tff.aggregators.WeightedAggregationFactory] = None,
+    qffl_q: float = qffl.DEFAULT_Q,
 ) -> tff.learning.templates.LearningProcess:
-  """A `LearningProcess` for algorithm `name`."""
+  """A `LearningProcess` for algorithm `name` (a process is passed through)."""
+  if isinstance(name, tff.templates.IterativeProcess):
+    return name
   if name not in ALGORITHMS:
     raise ValueError(f'Unknown algorithm {name!r}; choose from {ALGORITHMS}.')
   for flag, value in (('client_lr', client_lr), ('server_lr', server_lr)):
     if not value > 0:
       raise ValueError(f'{flag} must be positive, got {value}.')
-  client_optimizer = tff.learning.optimizers.build_sgdm(learning_rate=client_lr)
-  server_optimizers = {
-      'fedavg': lambda: tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
-      'fedprox': lambda: tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
-      'fedadam': lambda: tff.learning.optimizers.build_adam(
-          learning_rate=server_lr, epsilon=ADAPTIVE_EPSILON),
-      'fedyogi': lambda: tff.learning.optimizers.build_yogi(
-          learning_rate=server_lr, epsilon=ADAPTIVE_EPSILON),
-      'fedadagrad': lambda: tff.learning.optimizers.build_adagrad(
-          learning_rate=server_lr, epsilon=ADAPTIVE_EPSILON),
-  }
+  server = server_optimizer(name, server_lr)
   if name == 'fedsgd':
     return tff.learning.algorithms.build_fed_sgd(
+        model_fn, server_optimizer_fn=server, model_aggregator=model_aggregator)
+  if name == 'qffl':
+    return qffl.build_qffl(model_fn, client_lr, server_lr, q=qffl_q,
+                           model_aggregator=model_aggregator)
+  if name == 'mime-lite':
+    return tff.learning.algorithms.build_weighted_mime_lite(
         model_fn,
-        server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
-        model_aggregator=model_aggregator)
+        base_optimizer=tff.learning.optimizers.build_sgdm(
+            learning_rate=client_lr, momentum=MIME_MOMENTUM),
+        server_optimizer=server,
+        model_aggregator=model_aggregator,
+        full_gradient_aggregator=model_aggregator)
+  client_optimizer = tff.learning.optimizers.build_sgdm(learning_rate=client_lr)
   if name == 'fedprox':
     return tff.learning.algorithms.build_weighted_fed_prox(
         model_fn, proximal_strength=proximal_strength,
-        client_optimizer_fn=client_optimizer,
-        server_optimizer_fn=server_optimizers[name](),
+        client_optimizer_fn=client_optimizer, server_optimizer_fn=server,
         model_aggregator=model_aggregator)
   return tff.learning.algorithms.build_weighted_fed_avg(
-      model_fn, client_optimizer_fn=client_optimizer,
-      server_optimizer_fn=server_optimizers[name](),
+      model_fn, client_optimizer_fn=client_optimizer, server_optimizer_fn=server,
       model_aggregator=model_aggregator)
+
+
+def payload_bytes(name: str, model_fn: Callable[[], tff.learning.models.VariableModel],
+                  upload_nbytes: Optional[Callable[[object], int]] = None,
+                  ) -> tuple[int, int]:
+  """(download, upload) bytes per client for algorithm `name`.
+
+  Download: the serialized model weights. Upload: `upload_nbytes(trainable)`
+  (the aggregator's encoded update plus its weight; default the serialized
+  trainable weights plus a scalar). Mime Lite also broadcasts the server
+  optimizer state (momentum, one tensor per trainable weight) and uploads a
+  full-batch gradient next to the update, each through the same aggregator.
+  """
+  weights = tff.learning.models.ModelWeights.from_model(model_fn())
+  weights = tff.learning.models.ModelWeights(
+      [v.numpy() for v in weights.trainable],
+      [v.numpy() for v in weights.non_trainable])
+  if upload_nbytes is None:
+    upload_nbytes = lambda t: payload.serialized_nbytes(t) + payload.serialized_nbytes(0.0)
+  download = payload.serialized_nbytes(weights)
+  upload = upload_nbytes(weights.trainable)
+  if name == 'mime-lite':
+    download += payload.serialized_nbytes(weights.trainable)
+    upload *= 2
+  return download, upload

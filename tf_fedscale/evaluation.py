@@ -34,10 +34,18 @@ class FederatedEvaluation:
             'eval_accuracy': float(_accuracy(metrics))}
 
 
+_COUNTERS = ('loss', 'num_examples', 'num_batches')
+
+
 def _accuracy(metrics: dict[str, Any]) -> float:
-  """The first metric whose name says accuracy, NaN when there is none."""
+  """The task's headline metric: the first whose name says accuracy, else the
+  first that is not the loss or a counter (e.g. recall_at_5 for tag
+  prediction); NaN when there is none."""
   for name, value in metrics.items():
     if 'accuracy' in name:
+      return float(value)
+  for name, value in metrics.items():
+    if name not in _COUNTERS:
       return float(value)
   return float('nan')
 

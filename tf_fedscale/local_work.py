@@ -34,16 +34,29 @@ class LocalWork:
       if value is not None and value < 1:
         raise ValueError(f'{name} must be >= 1, got {value}.')
 
-  def preprocess(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Client training pipeline (serializable: used inside TFF computations)."""
-    dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=self.shuffle_seed)
-    if self.local_steps is not None:
-      return dataset.repeat().batch(self.batch_size).take(self.local_steps)
-    return dataset.repeat(self.local_epochs).batch(self.batch_size)
+  @property
+  def amount(self) -> int:
+    """The default per-client amount: local_steps, or local_epochs."""
+    return self.local_steps if self.local_steps is not None else self.local_epochs
 
-  def samples(self, num_examples: np.ndarray) -> np.ndarray:
-    """Examples each client processes, given its dataset size."""
-    num_examples = np.asarray(num_examples, np.int64)
+  def preprocess(self, dataset: tf.data.Dataset, amount=None) -> tf.data.Dataset:
+    """Client training pipeline (serializable: used inside TFF computations).
+
+    `amount` (a Python int or an int tensor) overrides the number of local
+    steps (or of local epochs) for one client; hooks choose it per client.
+    """
+    dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=self.shuffle_seed)
+    amount = self.amount if amount is None else amount
     if self.local_steps is not None:
-      return np.where(num_examples > 0, self.local_steps * self.batch_size, 0)
-    return num_examples * self.local_epochs
+      return dataset.repeat().batch(self.batch_size).take(
+          tf.cast(amount, tf.int64))
+    return dataset.repeat(tf.cast(amount, tf.int64)).batch(self.batch_size)
+
+  def samples(self, num_examples: np.ndarray, amount=None) -> np.ndarray:
+    """Examples each client processes, given its dataset size (and amount)."""
+    num_examples = np.asarray(num_examples, np.int64)
+    amount = (self.amount if amount is None
+              else np.asarray(amount, np.int64))
+    if self.local_steps is not None:
+      return np.where(num_examples > 0, amount * self.batch_size, 0)
+    return num_examples * amount

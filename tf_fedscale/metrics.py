@@ -18,12 +18,29 @@ TIMELINE_COLUMNS = ('round', 'client_id', 'status', 'start_s', 'download_s',
                     'bytes_up')
 
 
+# Not determined by the seed: kept out of metrics.csv so that replays and
+# resumed runs reproduce it byte for byte.
+WALL_CLOCK_KEYS = ('wall_clock_s',)
+
+
+def _csv(path: str) -> tff.program.CSVFileReleaseManager:
+  """A CSV keyed by round, rewritten atomically (temp file + rename) per release;
+  releasing round r drops rows >= r, so a resumed run never duplicates rows."""
+  return tff.program.CSVFileReleaseManager(
+      path, save_mode=tff.program.CSVSaveMode.WRITE, key_fieldname=ROUND_KEY)
+
+
 def build_release_managers(output_dir: str, tensorboard: bool = False
                            ) -> list[tff.program.ReleaseManager]:
-  """metrics.csv always (atomic rewrite per round), TensorBoard on request."""
-  managers = [tff.program.CSVFileReleaseManager(
-      os.path.join(output_dir, 'metrics.csv'),
-      save_mode=tff.program.CSVSaveMode.WRITE, key_fieldname=ROUND_KEY)]
+  """metrics.csv and wall_clock.csv always, TensorBoard on request."""
+  is_wall_clock = lambda path: path[-1] in WALL_CLOCK_KEYS
+  managers = [
+      tff.program.FilteringReleaseManager(
+          _csv(os.path.join(output_dir, 'metrics.csv')),
+          lambda path: not is_wall_clock(path)),
+      tff.program.FilteringReleaseManager(
+          _csv(os.path.join(output_dir, 'wall_clock.csv')), is_wall_clock),
+  ]
   if tensorboard:
     managers.append(tff.program.TensorBoardReleaseManager(
         os.path.join(output_dir, 'tensorboard')))
@@ -48,7 +65,7 @@ class TimelineWriter:
     self._client_ids = client_ids
     if not os.path.exists(path):
       with open(path, 'w', newline='') as f:
-        csv.writer(f).writerow(TIMELINE_COLUMNS)
+        csv.writer(f, lineterminator='\n').writerow(TIMELINE_COLUMNS)
 
   def write(self, outcome: accounting.RoundOutcome) -> None:
     status_names = np.array([s.name.lower() for s in accounting.Status])
@@ -61,4 +78,19 @@ class TimelineWriter:
         np.round(outcome.upload_s, 3), np.round(outcome.end_s, 3),
         outcome.samples, outcome.bytes_down, outcome.bytes_up)
     with open(self._path, 'a', newline='') as f:
-      csv.writer(f).writerows(rows)
+      csv.writer(f, lineterminator='\n').writerows(rows)
+
+  def truncate_after(self, round_num: int) -> None:
+    """Drops rows of later rounds and a half-written last line (for resume)."""
+    with open(self._path, newline='') as f:
+      text = f.read()
+    if not text.endswith('\n'):
+      text = text[:text.rfind('\n') + 1]  # a kill mid-write left a partial row
+    rows = list(csv.reader(text.splitlines()))
+    kept = [row for row in rows[1:] if int(row[0]) <= round_num]
+    tmp = f'{self._path}.tmp'
+    with open(tmp, 'w', newline='') as f:
+      writer = csv.writer(f, lineterminator='\n')
+      writer.writerow(rows[0])
+      writer.writerows(kept)
+    os.replace(tmp, self._path)

@@ -11,11 +11,12 @@ too), and an atexit plus SIGTERM hook that stops it on every normal path.
 import atexit
 import contextlib
 import ctypes
+import gc
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Optional
 
 import grpc
@@ -29,10 +30,31 @@ _GRPC_OPTIONS = [
     ('grpc.max_send_message_length', 2 * 1000 * 1000 * 1000),
 ]
 _READY_TIMEOUT_S = 60.0
+# How long a worker may stay unreachable before a call on it fails for good
+# (instead of TFF's endless retry of UNAVAILABLE).
+HEALTH_TIMEOUT_S = 10.0
+# A CUDA-enabled (or otherwise custom) worker binary; the pip one is CPU-only.
+WORKER_BINARY_ENV = 'TF_FEDSCALE_WORKER_BINARY'
+
+
+class WorkerUnavailableError(RuntimeError):
+  """A TFF worker died or stopped answering (not retried by TFF).
+
+  TFF's contexts retry gRPC UNAVAILABLE forever; the executor factories here
+  check the worker before each (re)connection and raise this instead, so the
+  caller (`tf_fedscale.execution`) can restart or drop the worker.
+  """
+
+  def __init__(self, address: str, reason: str):
+    super().__init__(f'TFF worker at {address} {reason}')
+    self.address = address
 
 
 def worker_binary_path() -> str:
-  """Path of the C++ worker that ships inside the TFF pip package."""
+  """The C++ worker: $TF_FEDSCALE_WORKER_BINARY, else the one in the TFF package."""
+  custom = os.environ.get(WORKER_BINARY_ENV)
+  if custom:
+    return custom
   return os.path.join(os.path.dirname(tff.__file__), 'data', 'worker_binary')
 
 
@@ -42,19 +64,41 @@ def _die_with_parent() -> None:
   libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _child_setup(cpus: Optional[frozenset[int]]):
+  """preexec_fn: parent-death signal, then the CPU share (if any)."""
+
+  def setup() -> None:
+    _die_with_parent()
+    if cpus:
+      os.sched_setaffinity(0, cpus)
+
+  return setup
+
+
 class WorkerProcess:
-  """One local TFF C++ worker serving gRPC on a loopback port."""
+  """One local TFF C++ worker serving gRPC on a loopback port.
+
+  `env` replaces the environment (default: this process's); `extra_env` is set
+  on top of it (e.g. CUDA_VISIBLE_DEVICES for a GPU); `cpus` pins the worker to
+  those cores (sched_setaffinity in the child, so TensorFlow sizes its thread
+  pools to the share).
+  """
 
   def __init__(
       self,
       max_concurrent_computation_calls: int = -1,
       port: Optional[int] = None,
       env: Optional[dict[str, str]] = None,
+      extra_env: Optional[Mapping[str, str]] = None,
+      cpus: Optional[Sequence[int]] = None,
   ):
     self.port = port or portpicker.pick_unused_port()
     self._max_calls = max_concurrent_computation_calls
     self._env = env
+    self.extra_env = dict(extra_env or {})
+    self.cpus = frozenset(cpus) if cpus else None
     self._process: Optional[subprocess.Popen] = None
+    self.restarts = 0
 
   @property
   def address(self) -> str:
@@ -67,22 +111,46 @@ class WorkerProcess:
   def is_alive(self) -> bool:
     return self._process is not None and self._process.poll() is None
 
+  @property
+  def exit_status(self) -> Optional[int]:
+    """The exit status (negative: killed by that signal), None while running."""
+    return self._process.poll() if self._process else None
+
+  def describe(self) -> str:
+    return f'{self.address} (pid {self.pid})'
+
   def start(self) -> None:
     """Starts the worker; it is killed by the kernel if this process dies."""
     binary = worker_binary_path()
     if not os.path.isfile(binary):
-      raise RuntimeError(f'TFF worker binary not found at {binary!r}; '
-                         'reinstall tensorflow-federated==0.87.0.')
+      raise RuntimeError(
+          f'TFF worker binary not found at {binary!r}; reinstall '
+          f'tensorflow-federated==0.87.0 or fix ${WORKER_BINARY_ENV}.')
+    env = dict(os.environ if self._env is None else self._env)
+    env.update(self.extra_env)
+    # One malloc arena per core of the worker's share (glibc's default is 8 per
+    # core): the worker's resident memory creeps up more slowly over rounds
+    # (measured: +17 MB instead of +29 MB over 55 rounds of 200 clients).
+    env.setdefault('MALLOC_ARENA_MAX',
+                   str(max(2, len(self.cpus or os.sched_getaffinity(0)))))
     self._process = subprocess.Popen(
         [binary, f'--port={self.port}',
          f'--max_concurrent_computation_calls={self._max_calls}'],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-        env=self._env,
+        preexec_fn=_child_setup(self.cpus),
+        env=env,
     )
     _LIVE_WORKERS.add(self)
+
+  def restart(self, failure: bool = True) -> None:
+    """Stops the worker (if still running) and starts it on a fresh port;
+    `restarts` counts the restarts after failures."""
+    self.stop()
+    self.port = portpicker.pick_unused_port()
+    self.restarts += int(failure)
+    self.start()
 
   def stop(self) -> None:
     """Stops the worker (idempotent)."""
@@ -106,6 +174,27 @@ def stop_all_workers() -> None:
     worker.stop()
 
 
+class NoWorkerContext(tff.framework.SyncContext):
+  """Installed where no managed worker serves TFF: a clear error, not a dead
+  channel or an unmanaged worker."""
+
+  def invoke(self, comp, arg):
+    raise RuntimeError(
+        'No tf_fedscale worker serves TFF computations here; run them inside '
+        '`with execution.Execution(...)` or `runtime.local_context()`.')
+
+
+def _drop_tff_import_context() -> None:
+  """Releases the context `import tensorflow_federated` installed while the
+  interpreter is whole: its ServiceManager's __del__ otherwise runs at
+  teardown, after `subprocess` is gone, and prints a traceback on every exit."""
+  tff.framework.set_default_context(NoWorkerContext())
+  gc.collect()
+
+
+atexit.register(_drop_tff_import_context)
+
+
 def _raise_system_exit(signum, frame) -> None:
   del frame
   raise SystemExit(128 + signum)
@@ -122,45 +211,95 @@ def install_exit_hooks() -> None:
     signal.signal(signal.SIGTERM, _raise_system_exit)
 
 
-def _wait_ready(stub: 'tff.framework.RemoteExecutorGrpcStub',
-                worker: Optional[WorkerProcess], address: str) -> None:
-  deadline = time.monotonic() + _READY_TIMEOUT_S
-  while not stub.is_ready:
-    if worker is not None and not worker.is_alive():
-      raise RuntimeError(f'TFF worker at {address} exited before serving.')
-    if time.monotonic() > deadline:
-      raise RuntimeError(
-          f'TFF worker at {address} not ready after {_READY_TIMEOUT_S} s.')
-    time.sleep(0.05)
+def _channel_ready(channel: grpc.Channel, timeout_s: float) -> bool:
+  try:
+    grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    return True
+  except grpc.FutureTimeoutError:
+    return False
 
 
-def _remote_executor_factory(
-    stub: 'tff.framework.RemoteExecutorGrpcStub',
-) -> 'tff.framework.ResourceManagingExecutorFactory':
+def probe(address: str, timeout_s: float = HEALTH_TIMEOUT_S) -> bool:
+  """True if a gRPC server answers at `address` within `timeout_s`."""
+  channel = grpc.insecure_channel(address, _GRPC_OPTIONS)
+  try:
+    return _channel_ready(channel, timeout_s)
+  finally:
+    channel.close()
 
-  def stack_fn(cardinalities):
-    cardinalities.setdefault(tff.CLIENTS, 0)
-    executor = tff.framework.RemoteExecutor(stub)
-    executor.set_cardinalities(cardinalities)
-    return executor
 
-  return tff.framework.ResourceManagingExecutorFactory(executor_stack_fn=stack_fn)
+class Connection:
+  """A gRPC channel to one worker, and TFF contexts over it.
+
+  Each executor the contexts create first checks the worker (alive, and
+  reachable within `health_timeout_s`) and raises `WorkerUnavailableError`
+  otherwise; TFF creates executors again after every failed call, so a dead
+  worker ends the call instead of being retried forever.
+  """
+
+  def __init__(self, address: str, worker: Optional[WorkerProcess] = None,
+               health_timeout_s: float = HEALTH_TIMEOUT_S,
+               ready_timeout_s: float = _READY_TIMEOUT_S):
+    self.address = address
+    self.worker = worker
+    self.health_timeout_s = health_timeout_s
+    self.channel = grpc.insecure_channel(address, _GRPC_OPTIONS)
+    self.stub = tff.framework.RemoteExecutorGrpcStub(self.channel)
+    self._wait_ready(ready_timeout_s)
+
+  def _wait_ready(self, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not self.stub.is_ready:
+      if self.worker is not None and not self.worker.is_alive():
+        raise WorkerUnavailableError(self.address, 'exited before serving.')
+      if time.monotonic() > deadline:
+        raise WorkerUnavailableError(self.address,
+                                     f'not ready after {timeout_s:g} s.')
+      time.sleep(0.05)
+
+  def check_health(self) -> None:
+    """Raises WorkerUnavailableError if the worker is dead or unreachable."""
+    if self.worker is not None and not self.worker.is_alive():
+      raise WorkerUnavailableError(
+          self.address, f'exited (status {self.worker.exit_status}).')
+    # The stub's own connectivity callback first: a READY channel needs no
+    # second subscription (whose poller can race a later close()).
+    if not self.stub.is_ready and not _channel_ready(self.channel,
+                                                     self.health_timeout_s):
+      raise WorkerUnavailableError(
+          self.address, f'unreachable for {self.health_timeout_s:g} s.')
+
+  def executor_factory(self) -> 'tff.framework.ResourceManagingExecutorFactory':
+
+    def stack_fn(cardinalities):
+      self.check_health()
+      cardinalities.setdefault(tff.CLIENTS, 0)
+      executor = tff.framework.RemoteExecutor(self.stub)
+      executor.set_cardinalities(cardinalities)
+      return executor
+
+    return tff.framework.ResourceManagingExecutorFactory(executor_stack_fn=stack_fn)
+
+  def context(self, asynchronous: bool = False):
+    """A new TFF execution context (sync or async) over this connection."""
+    context_cls = (tff.framework.AsyncExecutionContext if asynchronous
+                   else tff.framework.SyncExecutionContext)
+    return context_cls(
+        executor_fn=self.executor_factory(),
+        compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+        transform_args=tff.tensorflow.transform_args,
+        transform_result=tff.tensorflow.transform_result,
+    )
+
+  def close(self) -> None:
+    """Closes the channel; calls still in flight on it fail (CANCELLED)."""
+    self.channel.close()
 
 
 def connect(address: str, worker: Optional[WorkerProcess] = None,
             asynchronous: bool = False):
   """Returns a TFF execution context served by the worker at `address`."""
-  channel = grpc.insecure_channel(address, _GRPC_OPTIONS)
-  stub = tff.framework.RemoteExecutorGrpcStub(channel)
-  _wait_ready(stub, worker, address)
-  context_cls = (tff.framework.AsyncExecutionContext if asynchronous
-                 else tff.framework.SyncExecutionContext)
-  return context_cls(
-      executor_fn=_remote_executor_factory(stub),
-      compiler_fn=tff.backends.native.desugar_and_transform_to_native,
-      transform_args=tff.tensorflow.transform_args,
-      transform_result=tff.tensorflow.transform_result,
-  )
+  return Connection(address, worker).context(asynchronous)
 
 
 def start_local_workers(

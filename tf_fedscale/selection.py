@@ -7,20 +7,84 @@ virtual time, selector state) and runs replay exactly.
 """
 
 import abc
+import dataclasses
+import importlib
 import math
-from typing import Any, Optional
+from collections.abc import Callable
+from typing import Any, Optional, Union
 
 import numpy as np
 
+from tf_fedscale import accounting
 from tf_fedscale import population as population_lib
+
+# Expected seconds each given client (population indices) needs for a round:
+# download + compute + upload at its trace speeds, as the accountant charges.
+DurationEstimator = Callable[[np.ndarray], np.ndarray]
 
 # How many random draws to test for online-ness per needed candidate before
 # falling back to scanning the whole population.
 _REJECTION_DRAWS_PER_CANDIDATE = 64
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class RoundFeedback(accounting.RoundOutcome):
+  """The accountant's `RoundOutcome` plus what training reported per client.
+
+  `loss_sq_sum[i]` and `loss_count[i]` (aligned with `clients`) are the sum of
+  squared per-example training losses over client i's whole local work and the
+  number of examples it trained on, computed inside the TFF computation (see
+  `tf_fedscale.feedback`); NaN and 0 for clients that did not complete, and for
+  every client when the process does not report losses.
+  """
+
+  loss_sq_sum: Optional[np.ndarray] = None
+  loss_count: Optional[np.ndarray] = None
+
+  @classmethod
+  def from_outcome(cls, outcome: accounting.RoundOutcome,
+                   loss_sq_sum: Optional[np.ndarray] = None,
+                   loss_count: Optional[np.ndarray] = None) -> 'RoundFeedback':
+    n = len(outcome.clients)
+    fields = {f.name: getattr(outcome, f.name)
+              for f in dataclasses.fields(accounting.RoundOutcome)}
+    return cls(**fields,
+               loss_sq_sum=(np.full(n, np.nan) if loss_sq_sum is None
+                            else np.asarray(loss_sq_sum, np.float64)),
+               loss_count=(np.zeros(n) if loss_count is None
+                           else np.asarray(loss_count, np.float64)))
+
+  @property
+  def has_loss(self) -> np.ndarray:
+    """Which clients reported a training loss."""
+    return self.loss_count > 0
+
+  @property
+  def rms_loss(self) -> np.ndarray:
+    """sqrt(mean squared per-example loss) per client (NaN without a loss)."""
+    with np.errstate(divide='ignore', invalid='ignore'):
+      return np.where(self.has_loss, np.sqrt(self.loss_sq_sum / self.loss_count),
+                      np.nan)
+
+  @property
+  def client_duration_s(self) -> np.ndarray:
+    """download + compute + upload seconds per client (whether it finished)."""
+    return self.download_s + self.compute_s + self.upload_s
+
+
 class Selector(abc.ABC):
-  """Chooses candidate clients for a round; learns from round feedback."""
+  """Chooses candidate clients for a round; learns from round feedback.
+
+  A plug-in subclasses this and implements `select`; `observe` receives a
+  `RoundFeedback` after every round (statuses, per-client timing, and the
+  per-client training loss when `needs_client_loss` is True, which makes the
+  simulation build the loss-reporting client computation). Per-client state
+  should be numpy arrays of population size, and `get_state`/`set_state` must
+  round-trip it (checkpoints store what `get_state` returns).
+  """
+
+  # Set True in a subclass that uses `RoundFeedback.loss_sq_sum`.
+  needs_client_loss: bool = False
 
   def __init__(self, clients_per_round: int, overcommit: float = 1.0):
     if clients_per_round < 1:
@@ -41,8 +105,16 @@ class Selector(abc.ABC):
              rng: np.random.Generator) -> np.ndarray:
     """Returns distinct indices of online clients (at most num_candidates)."""
 
+  def bind(self, estimate_duration_s: DurationEstimator,
+           estimate_samples: Optional[Callable[[np.ndarray], np.ndarray]] = None
+           ) -> None:
+    """Called by the simulation with per-client estimators of the round's
+    duration (seconds) and of the examples each client would train on."""
+    self.estimate_duration_s = estimate_duration_s
+    self.estimate_samples = estimate_samples
+
   def observe(self, round_num: int, outcome: Any) -> None:
-    """Receives the accountant's `RoundOutcome` (and training feedback)."""
+    """Receives the round's `RoundFeedback` (a `RoundOutcome` subclass)."""
     del round_num, outcome
 
   def get_state(self) -> dict[str, Any]:
@@ -81,12 +153,65 @@ class UniformSelector(Selector):
     return sample_online(population, virtual_time_s, self.num_candidates, rng)
 
 
-SELECTORS = {'uniform': UniformSelector}
+class FastestSelector(Selector):
+  """The online clients expected to finish first ("fastest-first").
+
+  Ranks online clients by the simulation's duration estimate (download,
+  compute and upload at their trace speeds; compute speed alone before the
+  selector is bound to a simulation). Biased towards fast devices on purpose:
+  a baseline for time-to-accuracy, not for fairness.
+  """
+
+  def select(self, round_num, virtual_time_s, population, rng):
+    del round_num
+    online = population.online_clients(virtual_time_s)
+    if len(online) <= self.num_candidates:
+      return rng.permutation(online)
+    estimate = getattr(self, 'estimate_duration_s', None)
+    if estimate is not None:
+      durations = estimate(online)
+    else:
+      durations = (population.compute_ms_per_sample(online).astype(np.float64)
+                   * population.num_examples[online])
+    # Random tie-breaking, then the k smallest.
+    order = np.lexsort((rng.random(len(online)), durations))
+    return online[order[:self.num_candidates]]
 
 
-def build_selector(name: str, clients_per_round: int, overcommit: float,
-                   **kwargs: Optional[Any]) -> Selector:
-  """Selector by registry name."""
-  if name not in SELECTORS:
-    raise ValueError(f'Unknown selector {name!r}; choose from {sorted(SELECTORS)}.')
-  return SELECTORS[name](clients_per_round, overcommit, **kwargs)
+SELECTORS: dict[str, Union[type, str]] = {
+    'uniform': UniformSelector,
+    'fastest': FastestSelector,
+    'oort': 'tf_fedscale.oort:OortSelector',  # imported on first use
+}
+
+
+def register_selector(name: str, selector_class: type) -> None:
+  """Makes `--selector=name` build `selector_class`."""
+  if not (isinstance(selector_class, type) and issubclass(selector_class, Selector)):
+    raise TypeError(f'{selector_class!r} is not a Selector subclass.')
+  SELECTORS[name] = selector_class
+
+
+def resolve_selector_class(name: str) -> type:
+  """A registered name, or 'package.module:ClassName' of a Selector subclass."""
+  target = SELECTORS.get(name, name)
+  if isinstance(target, str):
+    if ':' not in target:
+      raise ValueError(f'Unknown selector {name!r}; choose from {sorted(SELECTORS)} '
+                       'or give package.module:ClassName.')
+    module_name, class_name = target.split(':', 1)
+    try:
+      target = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as e:
+      raise ValueError(f'Cannot load selector {name!r}: {e}') from e
+  if not (isinstance(target, type) and issubclass(target, Selector)):
+    raise ValueError(f'Selector {name!r} is not a tf_fedscale Selector subclass.')
+  return target
+
+
+def build_selector(name: Union[str, Selector], clients_per_round: int,
+                   overcommit: float, **kwargs: Optional[Any]) -> Selector:
+  """A selector by registry name, 'module:Class', or an instance (returned as is)."""
+  if isinstance(name, Selector):
+    return name
+  return resolve_selector_class(name)(clients_per_round, overcommit, **kwargs)

@@ -1,0 +1,250 @@
+"""Reports of a run directory: PNG figures and a Markdown summary, and the
+console progress of a running simulation.
+
+Reads only files a run writes (metrics.csv, clients.csv, client_accuracy.csv),
+so a report can be made for any run, finished or not.
+"""
+
+import csv
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+import tqdm
+
+REPORT_DIR = 'report'
+STATUS_COLORS = {'completed': 'tab:green', 'straggler': 'tab:gray',
+                 'dropped_offline': 'tab:red', 'missed_deadline': 'tab:purple'}
+
+
+def format_duration(seconds: float) -> str:
+  hours, rest = divmod(int(seconds), 3600)
+  return f'{hours}:{rest // 60:02d}:{rest % 60:02d}'
+
+
+class Progress:
+  """A progress bar on a terminal (round, virtual time, last accuracy), one line
+  per round otherwise (logs, CI)."""
+
+  def __init__(self, rounds: int, stream=sys.stdout):
+    self.rounds = rounds
+    self._stream = stream
+    self._bar = (tqdm.tqdm(total=rounds, file=stream, unit='round', dynamic_ncols=True)
+                 if stream.isatty() else None)
+    self._last_accuracy = float('nan')
+
+  def update(self, record: dict) -> None:
+    if not math.isnan(record['eval_accuracy']):
+      self._last_accuracy = record['eval_accuracy']
+    summary = (f'virtual {format_duration(record["virtual_time_s"])}  '
+               f'done {record["completed"]}/{record["selected"]}  '
+               f'dropped {record["dropped"]}  acc {self._last_accuracy:.3f}')
+    if self._bar is not None:
+      self._bar.n = record['round']
+      self._bar.set_postfix_str(summary)
+      return
+    print(f'round {record["round"]:>4}/{self.rounds}  {summary}  '
+          f'train_loss {record["train_loss"]:.4f}  ({record["wall_clock_s"]:.1f} s)',
+          file=self._stream, flush=True)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+
+
+def read_csv(path: str) -> dict[str, np.ndarray]:
+  """Columns of a CSV; numeric columns as float arrays."""
+  with open(path, newline='') as f:
+    rows = list(csv.DictReader(f))
+  columns = {}
+  for key in (rows[0].keys() if rows else []):
+    values = [r[key] for r in rows]
+    try:
+      columns[key] = np.array([float(v) if v != '' else np.nan for v in values])
+    except ValueError:
+      columns[key] = np.array(values)
+  return columns
+
+
+def time_to_accuracy(metrics: dict[str, np.ndarray], target: float
+                     ) -> Optional[tuple[int, float]]:
+  """(round, virtual seconds) at which eval accuracy first reaches `target`."""
+  reached = np.flatnonzero(metrics['eval_accuracy'] >= target)
+  if not reached.size:
+    return None
+  i = reached[0]
+  return int(metrics['round'][i]), float(metrics['virtual_time_s'][i])
+
+
+def summary_rows(metrics: dict[str, np.ndarray],
+                 target_accuracy: Optional[float] = None) -> list[tuple[str, str]]:
+  """The headline numbers of a run, as (name, value) rows."""
+  evaluated = ~np.isnan(metrics['eval_accuracy'])
+  acc = metrics['eval_accuracy'][evaluated]
+  rows = [
+      ('rounds', f'{int(metrics["round"][-1])}'),
+      ('eval accuracy (first -> final, best)',
+       f'{acc[0]:.3f} -> {acc[-1]:.3f}, {acc.max():.3f}' if acc.size else 'n/a'),
+      ('virtual time', f'{format_duration(metrics["virtual_time_s"][-1])} '
+                       f'({metrics["virtual_time_s"][-1]:.0f} s)'),
+      ('clients completed', f'{int(metrics["completed"].sum())}'),
+      ('clients dropped (offline)', f'{int(metrics["dropped"].sum())}'),
+      ('stragglers cut', f'{int(metrics["stragglers"].sum() + metrics["missed_deadline"].sum())}'),
+      ('bytes moved (down + up)',
+       f'{(metrics["bytes_down"].sum() + metrics["bytes_up"].sum()) / 1e6:.1f} MB'),
+      ('client compute', f'{metrics["client_compute_s"].sum() / 3600:.2f} h'),
+  ]
+  if target_accuracy:
+    reached = time_to_accuracy(metrics, target_accuracy)
+    rows.append((f'time to accuracy {target_accuracy:g}',
+                 f'round {reached[0]}, {format_duration(reached[1])}' if reached
+                 else 'not reached'))
+  return rows
+
+
+def format_table(rows: Sequence[tuple[str, str]]) -> str:
+  width = max(len(k) for k, _ in rows)
+  return '\n'.join(f'{k:<{width}}  {v}' for k, v in rows)
+
+
+def _plot_learning_curves(metrics, path: str, target: Optional[float]) -> None:
+  fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+  hours = metrics['virtual_time_s'] / 3600
+  evaluated = ~np.isnan(metrics['eval_accuracy'])
+  for col, (x, label) in enumerate([(metrics['round'], 'round'),
+                                    (hours, 'virtual time (h)')]):
+    axes[0, col].plot(x[evaluated], metrics['eval_accuracy'][evaluated], marker='o', ms=3)
+    if target:
+      axes[0, col].axhline(target, color='tab:red', ls='--', lw=1, label=f'target {target:g}')
+      axes[0, col].legend()
+    axes[0, col].set(xlabel=label, ylabel='test accuracy')
+    trained = ~np.isnan(metrics['train_loss'])
+    axes[1, col].plot(x[trained], metrics['train_loss'][trained], label='train', lw=1)
+    axes[1, col].plot(x[evaluated], metrics['eval_loss'][evaluated], label='test', marker='o', ms=3)
+    axes[1, col].set(xlabel=label, ylabel='loss')
+    axes[1, col].legend()
+  fig.suptitle('Accuracy and loss over rounds and over virtual wall-clock time')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def choose_timeline_round(clients: dict[str, np.ndarray]) -> int:
+  """The latest round in which someone dropped out, else the latest round."""
+  dropped = clients['round'][clients['status'] != 'completed']
+  return int(dropped.max() if dropped.size else clients['round'].max())
+
+
+def _plot_timeline(clients, round_num: int, path: str) -> None:
+  mask = clients['round'] == round_num
+  order = np.argsort(clients['end_s'][mask])
+  rows = {k: v[mask][order] for k, v in clients.items()}
+  n = len(order)
+  fig, ax = plt.subplots(figsize=(10, max(3, 0.18 * n + 1.5)))
+  for i in range(n):
+    end = rows['end_s'][i]
+    start = 0.0
+    for phase, color in (('download_s', 'tab:blue'), ('compute_s', 'tab:orange'),
+                         ('upload_s', 'tab:green')):
+      length = min(rows[phase][i], max(end - start, 0.0))
+      ax.barh(i, length, left=start, color=color, height=0.8)
+      start += rows[phase][i]
+    status = rows['status'][i]
+    if status != 'completed':
+      ax.plot(end, i, marker='x', color=STATUS_COLORS.get(status, 'black'), ms=6)
+  handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ('tab:blue', 'tab:orange', 'tab:green')]
+  handles += [plt.Line2D([], [], marker='x', ls='', color=STATUS_COLORS[s])
+              for s in ('straggler', 'dropped_offline', 'missed_deadline')]
+  ax.legend(handles, ['download', 'compute', 'upload', 'cut: straggler',
+                      'dropped: went offline', 'cut: deadline'], loc='lower right', fontsize=8)
+  ax.set_xlim(0, 1.05 * max(float(rows['end_s'].max()), 1e-3))
+  ax.set(xlabel='seconds since round start', ylabel='invited clients (by end time)',
+         title=f'Participant timeline, round {round_num}')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _plot_client_accuracy(client_acc, path: str) -> None:
+  acc = np.sort(client_acc['accuracy'])
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  axes[0].hist(acc, bins=20, color='tab:blue')
+  axes[0].set(xlabel='final test accuracy', ylabel='test clients')
+  axes[1].plot(acc, np.arange(1, len(acc) + 1) / len(acc))
+  axes[1].axvline(np.percentile(acc, 10), color='tab:red', ls='--', label='10th percentile')
+  axes[1].set(xlabel='final test accuracy', ylabel='CDF over test clients')
+  axes[1].legend()
+  fig.suptitle('Final accuracy across test clients')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _plot_system_cost(metrics, path: str) -> None:
+  fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+  rounds = metrics['round']
+  axes[0].plot(rounds, np.cumsum(metrics['bytes_down']) / 1e6, label='down')
+  axes[0].plot(rounds, np.cumsum(metrics['bytes_up']) / 1e6, label='up')
+  axes[0].set(xlabel='round', ylabel='cumulative MB moved')
+  axes[0].legend()
+  axes[1].plot(rounds, np.cumsum(metrics['client_compute_s']) / 3600)
+  axes[1].set(xlabel='round', ylabel='cumulative client compute (h)')
+  bottom = np.zeros_like(rounds)
+  for key, color in (('dropped', 'tab:red'), ('stragglers', 'tab:gray'),
+                     ('missed_deadline', 'tab:purple')):
+    axes[2].bar(rounds, metrics[key], bottom=bottom, color=color, label=key, width=1.0)
+    bottom = bottom + metrics[key]
+  axes[2].set(xlabel='round', ylabel='clients lost per round')
+  axes[2].legend()
+  fig.suptitle('System cost')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_report(run_dir: str, target_accuracy: Optional[float] = None,
+                 timeline_round: Optional[int] = None) -> str:
+  """Writes <run_dir>/report/{*.png, summary.md}; returns the summary's path."""
+  out = os.path.join(run_dir, REPORT_DIR)
+  os.makedirs(out, exist_ok=True)
+  metrics = read_csv(os.path.join(run_dir, 'metrics.csv'))
+  _plot_learning_curves(metrics, os.path.join(out, 'accuracy_loss.png'), target_accuracy)
+  _plot_system_cost(metrics, os.path.join(out, 'system_cost.png'))
+  lines = ['# Run summary', '', f'Run directory: `{run_dir}`', '',
+           '| metric | value |', '|---|---|']
+  lines += [f'| {k} | {v} |' for k, v in summary_rows(metrics, target_accuracy)]
+  figures = ['accuracy_loss.png', 'system_cost.png']
+
+  clients_path = os.path.join(run_dir, 'clients.csv')
+  clients = read_csv(clients_path) if os.path.exists(clients_path) else {}
+  if clients.get('round', np.zeros(0)).size:
+    round_num = timeline_round if timeline_round is not None else choose_timeline_round(clients)
+    name = f'timeline_round_{round_num}.png'
+    _plot_timeline(clients, round_num, os.path.join(out, name))
+    figures.append(name)
+    lines += ['', '## Drop-outs by cause', '', '| status | clients |', '|---|---|']
+    statuses, counts = np.unique(clients['status'], return_counts=True)
+    lines += [f'| {s} | {c} |' for s, c in zip(statuses, counts)]
+
+  acc_path = os.path.join(run_dir, 'client_accuracy.csv')
+  client_acc = read_csv(acc_path) if os.path.exists(acc_path) else {}
+  if client_acc.get('accuracy', np.zeros(0)).size:
+    _plot_client_accuracy(client_acc, os.path.join(out, 'client_accuracy.png'))
+    figures.append('client_accuracy.png')
+    acc = client_acc['accuracy']
+    lines += ['', '## Fairness across test clients', '',
+              f'- clients: {len(acc)}', f'- mean accuracy: {acc.mean():.3f}',
+              f'- 10th percentile: {np.percentile(acc, 10):.3f}',
+              f'- variance: {acc.var():.4f}']
+  lines += ['', '## Figures', ''] + [f'![{f}]({f})' for f in figures]
+  path = os.path.join(out, 'summary.md')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return path

@@ -1,0 +1,301 @@
+"""Asynchronous federated training (FedBuff) on the same traces and accountant.
+
+An event-driven virtual clock: up to `max_concurrency` clients train at once.
+A client starts from the model version current at its start, and its update
+arrives at start + its accounted time (download, compute, upload), unless its
+availability slot ends first (a drop-out). Arriving updates join a buffer; when
+`buffer_size` are buffered the server averages them (example-weighted, times a
+staleness weight) and applies one step of its optimizer. Updates staler than
+`max_staleness` versions are dropped and counted (Nguyen et al. 2022, "Federated
+Learning with Buffered Asynchronous Aggregation").
+
+Client training and the server step are TFF computations from `tff.learning`
+(`build_model_delta_client_work` and `build_apply_optimizer_finalizer`), so the
+model, task and optimizers are those of the synchronous mode. With
+max_concurrency = buffer_size = clients_per_round, no over-commitment and equal
+client times, every buffer holds one synchronous round's clients, all with
+staleness 0, and the result is synchronous FedAvg's.
+"""
+
+import csv
+import dataclasses
+import heapq
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from tf_fedscale import accounting
+from tf_fedscale import evaluation as evaluation_lib
+from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import metrics as metrics_lib
+from tf_fedscale import payload
+from tf_fedscale import population as population_lib
+from tf_fedscale import selection
+
+STALENESS_WEIGHTINGS = ('constant', 'sqrt')
+UPDATE_COLUMNS = ('client_id', 'version_started', 'start_s', 'end_s', 'download_s',
+                  'compute_s', 'upload_s', 'status', 'staleness', 'server_step')
+
+
+def staleness_weight(staleness: int, weighting: str) -> float:
+  """1 for 'constant'; 1/sqrt(1 + staleness) for 'sqrt' (FedBuff)."""
+  if weighting == 'constant':
+    return 1.0
+  if weighting == 'sqrt':
+    return 1.0 / math.sqrt(1.0 + staleness)
+  raise ValueError(f'Unknown staleness weighting {weighting!r}; '
+                   f'use one of {STALENESS_WEIGHTINGS}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class AsyncConfig:
+  """FedBuff's knobs."""
+
+  max_concurrency: int
+  buffer_size: int
+  max_staleness: int
+  staleness_weighting: str = 'sqrt'
+
+  def __post_init__(self):
+    for name in ('max_concurrency', 'buffer_size'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}.')
+    if self.max_staleness < 0:
+      raise ValueError(f'max_staleness must be >= 0, got {self.max_staleness}.')
+    staleness_weight(0, self.staleness_weighting)
+
+
+@dataclasses.dataclass
+class _Running:
+  """A client in flight: what it started from and what it will deliver."""
+
+  version: int
+  start_s: float
+  times: tuple[float, float, float]  # download, compute, upload
+  update: Any
+  weight: float
+  loss: float
+  accuracy: float
+
+
+class AsyncSimulation:
+  """Runs FedBuff over a population, a selector and a latency accountant."""
+
+  def __init__(
+      self,
+      model_fn: Callable[[], tff.learning.models.VariableModel],
+      client_optimizer: tff.learning.optimizers.Optimizer,
+      server_optimizer: tff.learning.optimizers.Optimizer,
+      train_data: tff.simulation.datasets.ClientData,
+      population: population_lib.Population,
+      selector: selection.Selector,
+      accountant: accounting.LatencyAccountant,
+      local_work: local_work_lib.LocalWork,
+      config: AsyncConfig,
+      *,
+      seed: int,
+      initial_model_weights: tff.learning.models.ModelWeights,
+      evaluation: Optional[evaluation_lib.FederatedEvaluation] = None,
+      eval_every: int = 1,
+      release_managers: Sequence[tff.program.ReleaseManager] = (),
+      updates_path: Optional[str] = None,
+      idle_step_s: float = 60.0,
+  ):
+    client_work = tff.learning.templates.build_model_delta_client_work(
+        model_fn, client_optimizer, tff.learning.ClientWeighting.NUM_EXAMPLES)
+    self._train = tff.simulation.compose_dataset_computation_with_computation(
+        train_data.preprocess(local_work.preprocess).dataset_computation,
+        client_work.next)
+    self._client_work_state = client_work.initialize()
+    weights_type = tff.learning.models.weights_type_from_model(model_fn)
+    self._finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
+        server_optimizer, weights_type)
+    self._finalizer_state = self._finalizer.initialize()
+    self.weights = initial_model_weights
+    self.population = population
+    self.selector = selector
+    self.accountant = accountant
+    self.local_work = local_work
+    self.config = config
+    self.seed = seed
+    self.evaluation = evaluation
+    self.eval_every = eval_every
+    self.release_managers = list(release_managers)
+    self.idle_step_s = idle_step_s
+    self._bytes_down = payload.serialized_nbytes(initial_model_weights)
+    self._bytes_up = (payload.serialized_nbytes(initial_model_weights.trainable)
+                      + payload.serialized_nbytes(tf.constant(0.0)))
+    self._updates_path = updates_path
+    if updates_path:
+      with open(updates_path, 'w', newline='') as f:
+        csv.writer(f, lineterminator='\n').writerow(UPDATE_COLUMNS)
+
+  def _train_clients(self, clients: np.ndarray) -> list[tuple[Any, float, float, float]]:
+    """(update, weight, loss, accuracy) of each client, from the current model."""
+    results = []
+    for client in clients:  # one call per client: its metrics are its own
+      output = self._train(self._client_work_state, [self.weights],
+                           [self.population.client_ids[client]])
+      (result,) = output.result
+      train = evaluation_lib.train_metrics(
+          {'client_work': output.measurements})
+      results.append((result.update, float(result.update_weight),
+                      train['train_loss'], train['train_accuracy']))
+    return results
+
+  def _start_clients(self, count: int, now_s: float, version: int, draw: int,
+                     running: dict[int, _Running], events: list, stats: dict) -> None:
+    """Invites up to `count` online clients that are not already training."""
+    rng = np.random.default_rng([self.seed, version + 1, draw])
+    candidates = self.selector.select(version + 1, now_s, self.population, rng)
+    fresh = np.array([c for c in candidates if int(c) not in running], np.int64)[:count]
+    if not len(fresh):
+      return
+    samples = self.local_work.samples(self.population.num_examples[fresh])
+    down, compute, up = self.accountant.client_times(
+        fresh, samples, self._bytes_down, self._bytes_up)
+    online_for = self.population.online_until_s(fresh, now_s) - now_s
+    for i, (client, trained) in enumerate(zip(fresh, self._train_clients(fresh))):
+      finish = down[i] + compute[i] + up[i]
+      ends = now_s + min(finish, online_for[i])
+      running[int(client)] = _Running(version, now_s, (down[i], compute[i], up[i]),
+                                      *trained)
+      kind = 'arrive' if finish <= online_for[i] else 'dropped_offline'
+      heapq.heappush(events, (ends, stats['sequence'], kind, int(client)))
+      stats['sequence'] += 1
+      stats['selected'] += 1
+      stats['bytes_down'] += int(round(self._bytes_down * min(
+          1.0, (ends - now_s) / down[i] if down[i] > 0 else 1.0)))
+
+  def _log_update(self, client: int, job: _Running, end_s: float, status: str,
+                  staleness: int, step: int) -> None:
+    if not self._updates_path:
+      return
+    with open(self._updates_path, 'a', newline='') as f:
+      csv.writer(f, lineterminator='\n').writerow([
+          self.population.client_ids[client], job.version, round(job.start_s, 3),
+          round(end_s, 3), *(round(t, 3) for t in job.times), status, staleness, step])
+
+  def _server_step(self, buffer: list[tuple[_Running, int]]) -> None:
+    """Applies the staleness-weighted mean of the buffered updates."""
+    weights = np.array([job.weight * staleness_weight(s, self.config.staleness_weighting)
+                        for job, s in buffer])
+    weights = weights / weights.sum()
+    mean_update = tf.nest.map_structure(
+        lambda *u: np.tensordot(weights, np.stack(u), axes=1).astype(u[0].dtype),
+        *[job.update for job, _ in buffer])
+    output = self._finalizer.next(self._finalizer_state, self.weights, mean_update)
+    self._finalizer_state, self.weights = output.state, output.result
+
+  def _evaluate(self, record: dict, step: int) -> None:
+    if self.evaluation is not None and step % self.eval_every == 0:
+      record.update(self.evaluation.evaluate(self.weights))
+
+  def run(self, server_steps: int,
+          on_step: Optional[Callable[[dict], None]] = None) -> None:
+    """Runs until `server_steps` server updates have been applied."""
+    now_s = self.accountant.virtual_time_s
+    record = _empty_record(now_s)
+    self._evaluate(record, 0)
+    metrics_lib.release(self.release_managers, record, 0)
+    if on_step:
+      on_step({'round': 0, **record})
+    version, draw, last_step_s = 0, 0, now_s
+    running: dict[int, _Running] = {}
+    events: list = []
+    buffer: list[tuple[_Running, int]] = []
+    stats = _fresh_stats()
+    wall_start = time.perf_counter()
+    self._start_clients(self.config.max_concurrency, now_s, version, draw, running,
+                        events, stats)
+    draw += 1
+    while version < server_steps:
+      if not events:  # nobody online: idle the clock
+        now_s += self.idle_step_s
+        self._start_clients(self.config.max_concurrency, now_s, version, draw,
+                            running, events, stats)
+        draw += 1
+        continue
+      now_s = events[0][0]
+      while events and events[0][0] == now_s:
+        _, _, kind, client = heapq.heappop(events)
+        job = running.pop(client)
+        staleness = version - job.version
+        if kind == 'dropped_offline':
+          stats['dropped'] += 1
+          self._log_update(client, job, now_s, kind, staleness, -1)
+        elif staleness > self.config.max_staleness:
+          stats['stale_dropped'] += 1
+          self._log_update(client, job, now_s, 'stale', staleness, -1)
+        else:
+          buffer.append((job, staleness))
+          stats['bytes_up'] += self._bytes_up
+          stats['client_compute_s'] += job.times[1]
+          self._log_update(client, job, now_s, 'applied', staleness, version + 1)
+        while len(buffer) >= self.config.buffer_size and version < server_steps:
+          applied, buffer = (buffer[:self.config.buffer_size],
+                             buffer[self.config.buffer_size:])
+          self._server_step(applied)
+          version += 1
+          draw = 0
+          record = self._step_record(applied, stats, now_s, last_step_s)
+          record['server_steps_per_hour'] = version / max(now_s / 3600.0, 1e-9)
+          self._evaluate(record, version)
+          record['wall_clock_s'] = time.perf_counter() - wall_start
+          metrics_lib.release(self.release_managers, record, version)
+          if on_step:
+            on_step({'round': version, **record})
+          stats, last_step_s, wall_start = _fresh_stats(stats), now_s, time.perf_counter()
+      free = self.config.max_concurrency - len(running)
+      if free > 0 and version < server_steps:
+        self._start_clients(free, now_s, version, draw, running, events, stats)
+        draw += 1
+    self.accountant.virtual_time_s = now_s
+
+  def _step_record(self, applied, stats, now_s: float, last_step_s: float) -> dict:
+    weights = np.array([job.weight for job, _ in applied])
+    losses = np.array([job.loss for job, _ in applied])
+    accuracies = np.array([job.accuracy for job, _ in applied])
+    staleness = np.array([s for _, s in applied])
+    record = _empty_record(now_s)
+    record.update({
+        'round_duration_s': now_s - last_step_s,
+        'selected': stats['selected'],
+        'completed': len(applied),
+        'dropped': stats['dropped'],
+        'stale_dropped': stats['stale_dropped'],
+        'train_loss': float(np.average(losses, weights=weights)),
+        'train_accuracy': float(np.average(accuracies, weights=weights)),
+        'bytes_down': stats['bytes_down'],
+        'bytes_up': stats['bytes_up'],
+        'client_compute_s': stats['client_compute_s'],
+        'staleness_mean': float(staleness.mean()),
+        'staleness_max': int(staleness.max()),
+    })
+    return record
+
+
+def _fresh_stats(previous: Optional[dict] = None) -> dict:
+  stats = {'selected': 0, 'dropped': 0, 'stale_dropped': 0, 'bytes_down': 0,
+           'bytes_up': 0, 'client_compute_s': 0.0, 'sequence': 0}
+  if previous:
+    stats['sequence'] = previous['sequence']
+  return stats
+
+
+def _empty_record(now_s: float) -> dict:
+  """The per-step record, in the synchronous columns plus FedBuff's."""
+  return {
+      'virtual_time_s': now_s, 'round_duration_s': 0.0, 'selected': 0,
+      'completed': 0, 'dropped': 0, 'stragglers': 0, 'missed_deadline': 0,
+      'stale_dropped': 0, 'train_loss': float('nan'), 'train_accuracy': float('nan'),
+      'eval_loss': float('nan'), 'eval_accuracy': float('nan'), 'bytes_down': 0,
+      'bytes_up': 0, 'client_compute_s': 0.0, 'staleness_mean': float('nan'),
+      'staleness_max': 0, 'server_steps_per_hour': 0.0, 'wall_clock_s': 0.0,
+  }
+
