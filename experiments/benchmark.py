@@ -40,7 +40,6 @@ from typing import Any, Callable, Optional
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -50,6 +49,7 @@ from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import algorithms
 from tf_fedscale import availability as availability_lib
+from tf_fedscale import cli
 from tf_fedscale import execution as execution_lib
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import population as population_lib
@@ -295,8 +295,8 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
                                   shuffle_seed=_SEED.value)
   num_clients = _NUM_CLIENTS.value or max(1000, 2 * clients_per_round)
   if num_clients < clients_per_round:
-    raise app.UsageError(f'--num_clients={num_clients} is below '
-                         f'--clients_per_round={clients_per_round}.')
+    cli.fail(f'--num_clients: {num_clients} is below '
+             f'--clients_per_round={clients_per_round}.')
   task = build_task(workload, num_clients, work, _SEED.value)
   initial = seeding.initial_model_weights(task.keras_model_fn, _SEED.value)
   base = {'workload': workload, 'clients_per_round': clients_per_round,
@@ -465,30 +465,27 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}; all options are --flags.')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   workload = _WORKLOAD.value
   if workload == 'population':
     cpr = _CLIENTS.value or 1000
     rounds = _ROUNDS.value or 50
     if cpr < 1 or rounds < 1 or _POPULATION.value < cpr or _OVERCOMMIT.value < 1:
-      raise app.UsageError('need 1 <= --clients_per_round <= --population, '
-                           '--rounds >= 1 and --overcommit >= 1.')
+      cli.fail('--clients_per_round, --population, --rounds, --overcommit: need '
+               '1 <= clients_per_round <= population, rounds >= 1 and overcommit >= 1.')
     run_population(_POPULATION.value, cpr, rounds, _OVERCOMMIT.value)
     return
   what = [w.strip() for w in _WHAT.value]
   unknown = sorted(set(what) - set(MEASURES))
   if unknown or not what:
-    raise app.UsageError(f'--what: unknown {unknown}; choose from {MEASURES}.')
+    cli.fail(f'--what: unknown {unknown}; choose from {MEASURES}.')
   problem = execution_lib.validate_flags(_EXECUTION.value, _WORKER_DEVICES.value)
   if problem:
-    raise app.UsageError(f'--{problem[0]}: {problem[1]}')
+    cli.fail(f'--{problem[0]}: {problem[1]}')
   cpr = _CLIENTS.value or 100
   rounds = _ROUNDS.value or 3
   if cpr < 1 or rounds < 1:
-    raise app.UsageError('--clients_per_round and --rounds must be >= 1.')
+    cli.fail('--clients_per_round, --rounds: both must be >= 1.')
   run_training(workload, cpr, rounds, [m for m in MEASURES if m in what])
 
 

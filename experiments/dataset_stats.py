@@ -15,16 +15,15 @@ Labels are a client's class labels; for sequence tasks, its target tokens
 
 import json
 import os
-import sys
 from collections.abc import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from tasks import registry
+from tf_fedscale import cli
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
@@ -156,21 +155,16 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
-  logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   f = flags.FLAGS
   if not f.task:
-    print('error: --task is required', file=sys.stderr)
-    sys.exit(2)
+    cli.fail('--task is required')
   try:
     task = registry.build_task(
         f.task, f.data_dir, f.seed, model=f.model, min_samples=f.min_samples,
         max_samples=f.max_samples, cache_dir=f.cache_dir, options=f.task_options)
   except (ValueError, FileNotFoundError) as e:
-    print(f'error: --task/--data_dir: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'--task/--data_dir: {e}')
   stats = compute(task, f.max_clients, f.seed)
   print(format_stats(stats))
   output_dir = f.output_dir or os.path.join('runs', f'stats_{f.task}')

@@ -4,13 +4,13 @@ r"""Writes the report of a run directory: PNG figures and summary.md.
 """
 
 import os
-import sys
 from collections.abc import Sequence
 
 from absl import app
 from absl import flags
 
 from experiments import reporting
+from tf_fedscale import cli
 
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'A directory written by experiments.run.')
 _TARGET = flags.DEFINE_float('target_accuracy', None,
@@ -24,9 +24,8 @@ def main(argv: Sequence[str]) -> None:
   del argv
   run_dir = _RUN_DIR.value
   if not run_dir or not os.path.isfile(os.path.join(run_dir, 'metrics.csv')):
-    print(f'error: --run_dir: {run_dir!r} holds no metrics.csv; pass the '
-          '--output_dir of a run.', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'--run_dir: {run_dir!r} holds no metrics.csv; pass the '
+             '--output_dir of a run.')
   path = reporting.write_report(run_dir, _TARGET.value, _TIMELINE_ROUND.value)
   print(reporting.format_table(reporting.summary_rows(
       reporting.read_csv(os.path.join(run_dir, 'metrics.csv')), _TARGET.value)))

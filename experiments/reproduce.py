@@ -29,19 +29,18 @@ import dataclasses
 import math
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
 from experiments import config_util
 from experiments import setup
 from experiments.configs import default as default_config
 from tf_fedscale import availability
+from tf_fedscale import cli
 from tf_fedscale import population as population_lib
 
 _EXPERIMENT = flags.DEFINE_enum('experiment', 'all', ['a', 'b', 'c', 'd', 'e', 'all'],
@@ -276,12 +275,7 @@ def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}; all options are --flags.',
-          file=sys.stderr)
-    sys.exit(2)
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   names = sorted(EXPERIMENTS) if _EXPERIMENT.value == 'all' else [_EXPERIMENT.value]
   output_dir = _OUTPUT_DIR.value
   try:
@@ -295,15 +289,13 @@ def main(argv: Sequence[str]) -> None:
         config_util.validate(variant_config(EXPERIMENTS[name], overrides, user),
                              setup.choices())
   except (config_util.UsageError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   os.makedirs(output_dir, exist_ok=True)
   for name in names:
     try:
       rows = run_experiment(name, output_dir, user)
     except config_util.UsageError as e:
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(2)
+      cli.fail(str(e))
     write_outputs(name, rows, output_dir)
 
 

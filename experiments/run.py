@@ -12,12 +12,10 @@ client's timeline) and config.json (the resolved configuration).
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 import ml_collections
 
 # TensorFlow must be imported before absl's app.run: Keras imported lazily
@@ -27,6 +25,7 @@ from experiments import reporting
 from experiments import setup
 from experiments.configs import default as default_config
 from tf_fedscale import checkpoint
+from tf_fedscale import cli
 
 _DEFAULTS = default_config.get_config()
 _HELP = {
@@ -171,12 +170,7 @@ def prepare_output_dir(output_dir: str, config: ml_collections.ConfigDict) -> No
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}; all options are --flags.',
-          file=sys.stderr)
-    sys.exit(2)
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   output_dir, resume = _OUTPUT_DIR.value, _RESUME.value
   try:
     config = resolve_config()
@@ -189,8 +183,7 @@ def main(argv: Sequence[str]) -> None:
       check_output_dir(output_dir, _OVERWRITE.value)
     experiment = setup.build_experiment(config)
   except config_util.UsageError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   if not resume:
     prepare_output_dir(output_dir, config)
 
@@ -199,10 +192,9 @@ def main(argv: Sequence[str]) -> None:
   try:
     experiment.run(output_dir, progress.update, resume=resume)
   except checkpoint.CorruptCheckpointError as e:
-    print(f'error: --resume: {e}; the earlier checkpoints are rounds {e.previous}: '
-          f'move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}{e.version} '
-          'aside to resume from the newest of them.', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'--resume: {e}; the earlier checkpoints are rounds {e.previous}: '
+             f'move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}{e.version} '
+             'aside to resume from the newest of them.')
   finally:
     progress.close()
   target = config.target_accuracy or None

@@ -77,10 +77,17 @@ class AvailabilityTest(absltest.TestCase):
   def test_rejects_overlapping_slots(self):
     with self.assertRaisesRegex(ValueError, 'device 0 overlap'):
       _trace([[(0, 100), (50, 150)]])
+    # Device 1's first slot starts before device 0's last ends: not an overlap.
+    _trace([[(0, 100), (200, 300)], [(10, 20)]])
+    with self.assertRaisesRegex(ValueError, 'device 2 overlap .* at slot 4'):
+      _trace([[(0, 100), (200, 300)], [], [(10, 20), (30, 40), (35, 45)]])
 
   def test_rejects_slot_outside_period(self):
     with self.assertRaisesRegex(ValueError, 'outside the period'):
       _trace([[(0, 100)]], period_s=50)
+    with self.assertRaisesRegex(
+        ValueError, r'slot 2 of device 2 \[40, 60\) lies outside the period \[0, 50\)'):
+      _trace([[(0, 10)], [], [(20, 30), (40, 60)], [(0, 70)]], period_s=50)
 
 
 if __name__ == '__main__':

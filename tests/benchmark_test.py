@@ -71,8 +71,10 @@ class BenchmarkTest(absltest.TestCase):
 
   def test_bad_flags(self):
     result, _ = _benchmark('--execution=workers:zero', '--rounds=1')
-    self.assertNotEqual(result.returncode, 0)
-    self.assertIn('--execution: workers:N needs a whole number', result.stderr)
+    self.assertEqual(result.returncode, 2)
+    error_lines = [l for l in result.stderr.splitlines() if l.startswith('error:')]
+    self.assertLen(error_lines, 1, result.stderr)
+    self.assertIn('--execution: workers:N needs a whole number', error_lines[0])
 
 
 if __name__ == '__main__':

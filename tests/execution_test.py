@@ -2,56 +2,22 @@
 
 import os
 import threading
-import time
-import uuid
 
 from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import synthetic
-from tf_fedscale import accounting
-from tf_fedscale import availability
 from tf_fedscale import evaluation
 from tf_fedscale import execution
-from tf_fedscale import local_work
 from tf_fedscale import placement
-from tf_fedscale import population
-from tf_fedscale import runtime
-from tf_fedscale import selection
-from tf_fedscale import simulation
-
-MARKER_ENV = 'TF_FEDSCALE_TEST_MARKER'
-NUM_CLIENTS = 40
-TASK = synthetic.build(num_clients=NUM_CLIENTS, max_examples=200)
-
-
-def _build_simulation(clients_per_round=8, local_steps=3, evaluate=False):
-  """FedAvg on tiny Synthetic data; every invited client finishes."""
-  ids = TASK.train_data.client_ids
-  pop = population.Population.build(
-      ids, TASK.num_train_examples,
-      population.DeviceProfiles.uniform(NUM_CLIENTS, 10.0, 1000.0, 1000.0),
-      availability.AvailabilityTrace.always(NUM_CLIENTS), seed=0)
-  process = tff.learning.algorithms.build_weighted_fed_avg(
-      TASK.model_fn(),
-      client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.05),
-      server_optimizer_fn=tff.learning.optimizers.build_sgdm(1.0))
-  return simulation.Simulation(
-      process, TASK.train_data, pop,
-      selection.UniformSelector(clients_per_round, overcommit=1.0),
-      accounting.LatencyAccountant(pop, clients_per_round=clients_per_round),
-      local_work.LocalWork(batch_size=10, local_steps=local_steps), seed=0,
-      evaluation=evaluation.FederatedEvaluation(
-          TASK.model_fn(), TASK.test_data, ids[:6], batch_size=50)
-      if evaluate else None)
+from tests import cases
 
 
 def _train(spec, rounds=1, **kwargs):
   """Final weights, records and sub-rounds of `rounds` rounds on `spec`."""
   with execution.Execution(spec, **kwargs) as pool:
-    sim = _build_simulation(evaluate=True)
+    sim = cases.tiny_fedavg_simulation(evaluate=True)
     pool.protect(sim)
     state = sim.initialize()
     records = []
@@ -74,12 +40,6 @@ def _allowed_cpus(pid):
       if line.startswith('Cpus_allowed_list:'):
         return line.split(':', 1)[1].strip()
   return None
-
-
-def _cpu_seconds(pid):
-  with open(f'/proc/{pid}/stat') as f:
-    fields = f.read().rsplit(')', 1)[1].split()
-  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
 class ParsingTest(absltest.TestCase):
@@ -125,21 +85,7 @@ class ParsingTest(absltest.TestCase):
                      'worker_devices')
 
 
-class ExecutionTest(absltest.TestCase):
-
-  def setUp(self):
-    super().setUp()
-    self.marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
-    os.environ[MARKER_ENV] = self.marker
-
-  def tearDown(self):
-    deadline = time.monotonic() + 10
-    while runtime.worker_pids_with_env(self.marker) and time.monotonic() < deadline:
-      time.sleep(0.1)
-    self.assertEmpty(runtime.worker_pids_with_env(self.marker),
-                     'a worker outlived its test')
-    del os.environ[MARKER_ENV]
-    super().tearDown()
+class ExecutionTest(cases.NoWorkerLeftTestCase):
 
   def test_sharded_equals_single_worker(self):
     single, single_records, calls = _train('local')
@@ -166,7 +112,7 @@ class ExecutionTest(absltest.TestCase):
     self.assertEqual(context.subrounds(1, 2_000), 1)
     context.clients_per_subround = 30
     self.assertEqual(context.subrounds(100, 2_000), 4)
-    process = _build_simulation()._process  # pylint: disable=protected-access
+    process = cases.tiny_fedavg_simulation()._process  # pylint: disable=protected-access
     with execution.Execution('local'):
       state = process.initialize()
     clients, state_bytes = execution.client_split(
@@ -178,7 +124,7 @@ class ExecutionTest(absltest.TestCase):
   def test_sub_rounds_overlap(self):
     # Both workers compute at once (each async context has its own loop).
     with execution.Execution('workers:2') as pool:
-      sim = _build_simulation(clients_per_round=8, local_steps=300)
+      sim = cases.tiny_fedavg_simulation(clients_per_round=8, local_steps=300)
       state = sim.initialize()
       state, _ = sim.run_round(state)  # compile
       pids = [w.pid for w in pool.workers]
@@ -186,9 +132,9 @@ class ExecutionTest(absltest.TestCase):
       done = threading.Event()
 
       def sample():
-        last = [_cpu_seconds(p) for p in pids]
+        last = [cases.cpu_seconds(p) for p in pids]
         while not done.wait(0.05):
-          now = [_cpu_seconds(p) for p in pids]
+          now = [cases.cpu_seconds(p) for p in pids]
           if all(n > l for n, l in zip(now, last)):
             busy[0] += 1
           busy[1] += 1
@@ -208,7 +154,7 @@ class ExecutionTest(absltest.TestCase):
       envs = [_environ(w.pid) for w in pool.workers]
       self.assertEqual([e.get(b'CUDA_VISIBLE_DEVICES') for e in envs],
                        [b'0', b'1'])
-      self.assertEqual([e.get(MARKER_ENV.encode()) for e in envs],
+      self.assertEqual([e.get(cases.MARKER_ENV.encode()) for e in envs],
                        [self.marker.encode()] * 2)
 
       @tff.tensorflow.computation(tf.int32)

@@ -1,4 +1,5 @@
-"""Writes tests/BUILD: one py_test per *_test.py (run after adding a test)."""
+"""Writes tests/BUILD: one py_test per *_test.py and one py_library per shared
+test helper module (run after adding either)."""
 
 import glob
 import os
@@ -13,7 +14,7 @@ py_test(
     size = "{size}",
     srcs = ["{name}.py"],
     python_version = "PY3",{data}
-    deps = [
+    deps = [{helpers}
         "//experiments",
         "//tasks",
         "//tf_fedscale",
@@ -21,17 +22,33 @@ py_test(
     ],
 )
 '''
+LIBRARY = '''
+py_library(
+    name = "{name}",
+    srcs = ["{name}.py"],
+    deps = [
+        "//tasks",
+        "//tf_fedscale",
+    ],
+)
+'''
+NOT_LIBRARIES = {'__init__', 'gen_build'}
 LARGE = {'run_test'}
 DATA = {'build_test': '\n    data = ["BUILD"] + glob(["*_test.py"]),'}
 
 
 def main() -> None:
-  names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, '*_test.py')))
+  modules = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, '*.py')))
+  names = [m for m in modules if m.endswith('_test')]
+  libraries = [m for m in modules if m not in names and m not in NOT_LIBRARIES]
+  helpers = ''.join(f'\n        ":{lib}",' for lib in libraries)
   with open(os.path.join(HERE, 'BUILD'), 'w') as f:
     f.write(HEADER)
+    for name in libraries:
+      f.write(LIBRARY.format(name=name))
     for name in names:
       f.write(TEMPLATE.format(name=name, size='large' if name in LARGE else 'medium',
-                              data=DATA.get(name, '')))
+                              data=DATA.get(name, ''), helpers=helpers))
 
 
 if __name__ == '__main__':

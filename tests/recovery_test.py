@@ -5,76 +5,26 @@ import os
 import signal
 import threading
 import time
-import uuid
 from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
-import tensorflow_federated as tff
 
-from tasks import synthetic
-from tf_fedscale import accounting
-from tf_fedscale import availability
 from tf_fedscale import execution
-from tf_fedscale import local_work
-from tf_fedscale import population
-from tf_fedscale import runtime
-from tf_fedscale import selection
-from tf_fedscale import simulation
-
-MARKER_ENV = 'TF_FEDSCALE_TEST_MARKER'
-NUM_CLIENTS = 40
-TASK = synthetic.build(num_clients=NUM_CLIENTS, max_examples=200)
+from tests import cases
 
 
-def _build_simulation(clients_per_round=8, local_steps=3):
-  """FedAvg on tiny Synthetic data; every invited client finishes."""
-  pop = population.Population.build(
-      TASK.train_data.client_ids, TASK.num_train_examples,
-      population.DeviceProfiles.uniform(NUM_CLIENTS, 10.0, 1000.0, 1000.0),
-      availability.AvailabilityTrace.always(NUM_CLIENTS), seed=0)
-  process = tff.learning.algorithms.build_weighted_fed_avg(
-      TASK.model_fn(),
-      client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.05),
-      server_optimizer_fn=tff.learning.optimizers.build_sgdm(1.0))
-  return simulation.Simulation(
-      process, TASK.train_data, pop,
-      selection.UniformSelector(clients_per_round, overcommit=1.0),
-      accounting.LatencyAccountant(pop, clients_per_round=clients_per_round),
-      local_work.LocalWork(batch_size=10, local_steps=local_steps), seed=0)
-
-
-def _cpu_seconds(pid):
-  with open(f'/proc/{pid}/stat') as f:
-    fields = f.read().rsplit(')', 1)[1].split()
-  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-class RecoveryTest(absltest.TestCase):
-
-  def setUp(self):
-    super().setUp()
-    self.marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
-    os.environ[MARKER_ENV] = self.marker
-
-  def tearDown(self):
-    deadline = time.monotonic() + 10
-    while runtime.worker_pids_with_env(self.marker) and time.monotonic() < deadline:
-      time.sleep(0.1)
-    self.assertEmpty(runtime.worker_pids_with_env(self.marker),
-                     'a worker outlived its test')
-    del os.environ[MARKER_ENV]
-    super().tearDown()
+class RecoveryTest(cases.NoWorkerLeftTestCase):
 
   def test_worker_killed_mid_round_is_restarted_and_round_retried(self):
     with execution.Execution('workers:2') as pool:
-      sim = _build_simulation(clients_per_round=8, local_steps=400)
+      sim = cases.tiny_fedavg_simulation(clients_per_round=8, local_steps=400)
       pool.protect(sim)
       state = sim.initialize()
       state, first = sim.run_round(state)
       victim = pool.workers[1]
       victim_pid = victim.pid
-      start_cpu = _cpu_seconds(victim_pid)
+      start_cpu = cases.cpu_seconds(victim_pid)
       killed = threading.Event()
       finished = threading.Event()
 
@@ -82,7 +32,7 @@ class RecoveryTest(absltest.TestCase):
         # SIGKILL the worker once it has computed 0.2 s into round 2.
         while not finished.is_set():
           try:
-            if _cpu_seconds(victim_pid) - start_cpu > 0.2:
+            if cases.cpu_seconds(victim_pid) - start_cpu > 0.2:
               os.kill(victim_pid, signal.SIGKILL)
               killed.set()
               return
@@ -112,7 +62,7 @@ class RecoveryTest(absltest.TestCase):
 
   def test_local_worker_dropped_after_max_restarts(self):
     with execution.Execution('workers:2', max_restarts=0) as pool:
-      sim = _build_simulation()
+      sim = cases.tiny_fedavg_simulation()
       pool.protect(sim)
       state = sim.initialize()
       pool.workers[0].stop()
@@ -126,7 +76,7 @@ class RecoveryTest(absltest.TestCase):
     with mock.patch.object(execution, 'RECYCLE_WINDOW', 2), mock.patch.object(
         execution, '_rss_bytes', lambda pid: next(fake_rss)):
       with execution.Execution('local', recycle_growth=0.15) as pool:
-        sim = _build_simulation()
+        sim = cases.tiny_fedavg_simulation()
         pool.protect(sim)
         state = sim.initialize()
         first_pid = pool.workers[0].pid

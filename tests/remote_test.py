@@ -16,9 +16,9 @@ from tf_fedscale import execution
 from tf_fedscale import local_work
 from tf_fedscale import runtime
 from tf_fedscale import simulation
+from tests import cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER_ENV = 'TF_FEDSCALE_TEST_MARKER'
 TASK = synthetic.build(num_clients=30, max_examples=200)
 WORK = local_work.LocalWork(batch_size=10, local_steps=3)
 COHORT = [str(i) for i in range(10)]
@@ -43,7 +43,7 @@ class RemoteTest(absltest.TestCase):
     super().setUp()
     self.marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
     self.env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
-                    **{MARKER_ENV: self.marker})
+                    **{cases.MARKER_ENV: self.marker})
     self.env['PYTHONPATH'] = ROOT + os.pathsep + self.env.get('PYTHONPATH', '')
     self.servers = []
 

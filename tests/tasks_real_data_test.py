@@ -6,7 +6,6 @@ Skips cleanly when ../shared is absent (e.g. under bazel's sandbox).
 
 import json
 import os
-import tempfile
 
 from absl.testing import absltest
 import numpy as np
@@ -14,23 +13,11 @@ import numpy as np
 from tasks import fedscale_csv
 from tasks import leaf
 from tasks import storage
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASETS = os.path.join(REPO_ROOT, '..', 'shared', 'datasets')
+from tests import cases
 
 
-class RealDataTest(absltest.TestCase):
 
-  def setUp(self):
-    super().setUp()
-    self.cache = self.enterContext(tempfile.TemporaryDirectory())
-
-  def dataset(self, name: str) -> str:
-    path = os.path.join(DATASETS, name)
-    if not os.path.isfile(os.path.join(path, 'SOURCE.md')):
-      self.skipTest(f'{path} is not available')
-    return path
-
+class RealDataTest(cases.SharedDataTestCase):
   def leaf_splits(self, name: str):
     return leaf.load(self.dataset(name), self.cache)
 

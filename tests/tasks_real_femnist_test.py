@@ -6,31 +6,17 @@ Commands are in tasks_real_data_test.py).
 Skips cleanly when ../shared is absent (e.g. under bazel's sandbox).
 """
 
-import os
-import tempfile
 
 from absl.testing import absltest
 import numpy as np
 
 from tasks import leaf
 from tasks import registry
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASETS = os.path.join(REPO_ROOT, '..', 'shared', 'datasets')
+from tests import cases
 
 
-class RealFemnistTest(absltest.TestCase):
 
-  def setUp(self):
-    super().setUp()
-    self.cache = self.enterContext(tempfile.TemporaryDirectory())
-
-  def dataset(self, name: str) -> str:
-    path = os.path.join(DATASETS, name)
-    if not os.path.isfile(os.path.join(path, 'SOURCE.md')):
-      self.skipTest(f'{path} is not available')
-    return path
-
+class RealFemnistTest(cases.SharedDataTestCase):
   def test_femnist_105_writers(self):
     splits = leaf.load(self.dataset('femnist_leaf_niid005'), self.cache)
     train, test = splits['train'], splits['test']

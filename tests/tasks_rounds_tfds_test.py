@@ -3,7 +3,6 @@ model builds, and one federated round lowers the loss."""
 
 import os
 import shutil
-import tempfile
 
 from absl.testing import absltest
 import numpy as np
@@ -11,31 +10,10 @@ import tensorflow as tf
 
 from tasks import fixtures
 from tasks import registry
-from tf_fedscale import runtime
+from tests import cases
 
 
-def setUpModule():
-  global _WORKER
-  _WORKER = runtime.install_local_context()
-
-
-def tearDownModule():
-  _WORKER.stop()
-
-
-class TfdsSyntheticRoundTest(absltest.TestCase):
-
-  def setUp(self):
-    super().setUp()
-    self.root = self.enterContext(tempfile.TemporaryDirectory())
-    self.cache = os.path.join(self.root, 'cache')
-
-  def build(self, name, data_dir, **kwargs):
-    return registry.build_task(name, data_dir, 0, cache_dir=self.cache, **kwargs)
-
-  def assert_round_lowers_loss(self, task, **kwargs):
-    before, after = fixtures.federated_round(task, task.train_data.client_ids[:3], **kwargs)
-    self.assertLess(after, before)
+class TfdsSyntheticRoundTest(cases.TaskRoundTestCase):
 
   def test_tfds_dirichlet(self):
     data = os.path.join(self.root, 'tfds')

@@ -3,39 +3,15 @@ and one federated round (datasets built in the TFF worker from client ids)
 lowers the loss."""
 
 import os
-import tempfile
 
 from absl.testing import absltest
 import tensorflow as tf
 
 from tasks import fixtures
-from tasks import registry
-from tf_fedscale import runtime
+from tests import cases
 
 
-def setUpModule():
-  global _WORKER
-  _WORKER = runtime.install_local_context()
-
-
-def tearDownModule():
-  _WORKER.stop()
-
-
-class VisionRoundTest(absltest.TestCase):
-
-  def setUp(self):
-    super().setUp()
-    self.root = self.enterContext(tempfile.TemporaryDirectory())
-    self.cache = os.path.join(self.root, 'cache')
-
-  def build(self, name, data_dir, **kwargs):
-    return registry.build_task(name, data_dir, 0, cache_dir=self.cache, **kwargs)
-
-  def assert_round_lowers_loss(self, task, clients=3, **kwargs):
-    before, after = fixtures.federated_round(task, task.train_data.client_ids[:clients],
-                                             **kwargs)
-    self.assertLess(after, before)
+class VisionRoundTest(cases.TaskRoundTestCase):
 
   def test_emnist_digits_from_tff_sqlite(self):
     data = os.path.join(self.root, 'tff')

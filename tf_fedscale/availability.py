@@ -133,14 +133,26 @@ def validate(trace: AvailabilityTrace, source: Optional[str] = None) -> None:
     raise ValueError(f'{where}slot {bad[0]} ends at {ends[bad[0]]} s, not after its '
                      f'start {starts[bad[0]]} s.')
   if starts.size:
-    owner = np.repeat(np.arange(n), np.diff(offsets))
-    bad = np.flatnonzero((starts < 0) | (ends > trace.period_s[owner]))
+    # Per-device checks without a per-slot owner array (tens of millions of
+    # slots for millions of devices): only devices that have slots matter.
+    has_slots = np.flatnonzero(np.diff(offsets) > 0)
+    first_slot = offsets[has_slots]
+    owner_of = lambda slot: int(np.searchsorted(offsets, slot, side='right') - 1)
+    last_end = np.maximum.reduceat(ends, first_slot)
+    outside = [int(i) for i in np.flatnonzero(starts < 0)[:1]]
+    late = has_slots[last_end > trace.period_s[has_slots]]
+    if late.size:
+      lo, hi = offsets[late[0]], offsets[late[0] + 1]
+      outside.append(int(lo + np.argmax(ends[lo:hi] > trace.period_s[late[0]])))
+    if outside:
+      slot = min(outside)
+      device = owner_of(slot)
+      raise ValueError(f'{where}slot {slot} of device {device} '
+                       f'[{starts[slot]}, {ends[slot]}) lies outside the period '
+                       f'[0, {trace.period_s[device]}).')
+    starts_device = np.zeros(len(starts), bool)
+    starts_device[first_slot] = True
+    bad = np.flatnonzero(~starts_device[1:] & (starts[1:] < ends[:-1]))
     if bad.size:
-      raise ValueError(f'{where}slot {bad[0]} of device {owner[bad[0]]} '
-                       f'[{starts[bad[0]]}, {ends[bad[0]]}) lies outside the period '
-                       f'[0, {trace.period_s[owner[bad[0]]]}).')
-    same_owner = owner[1:] == owner[:-1]
-    bad = np.flatnonzero(same_owner & (starts[1:] < ends[:-1]))
-    if bad.size:
-      raise ValueError(f'{where}slots of device {owner[bad[0] + 1]} overlap or are '
+      raise ValueError(f'{where}slots of device {owner_of(bad[0] + 1)} overlap or are '
                        f'unsorted at slot {bad[0] + 1}.')

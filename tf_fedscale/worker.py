@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from absl import app
 from absl import flags
 
+from tf_fedscale import cli
 from tf_fedscale import placement
 
 _PORT = flags.DEFINE_integer('port', None, 'Port to serve on.', required=True)
@@ -50,26 +51,21 @@ def default_binary() -> str:
   return os.path.join(os.path.dirname(spec.origin), 'data', 'worker_binary')
 
 
-def _fail(message: str) -> None:
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    _fail(f'unexpected arguments {argv[1:]}; all options are --flags.')
+    cli.fail(f'unexpected arguments {argv[1:]}; all options are --flags.')
   if not 0 < _PORT.value < 65536:
-    _fail(f'--port: must be in 1..65535, got {_PORT.value}.')
+    cli.fail(f'--port: must be in 1..65535, got {_PORT.value}.')
   binary = _BINARY.value or default_binary()
   if not os.access(binary, os.X_OK):
-    _fail(f'--worker_binary: {binary!r} is not an executable file.')
+    cli.fail(f'--worker_binary: {binary!r} is not an executable file.')
   env = dict(os.environ)
   if _DEVICE.value:
     try:
       where = placement.device_placement(
           _DEVICE.value.strip(), sorted(os.sched_getaffinity(0)))
     except ValueError as e:
-      _fail(f'--device: {e}')
+      cli.fail(f'--device: {e}')
     env.update(where.env)
     if where.cpus:
       os.sched_setaffinity(0, where.cpus)

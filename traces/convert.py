@@ -10,12 +10,12 @@ CSV or NPZ. Rows keep the order `--client_mapping=modulo` relies on, so a run on
 the converted files matches a run on the pickles.
 """
 
-import sys
 from collections.abc import Sequence
 
 from absl import app
 from absl import flags
 
+from tf_fedscale import cli
 from traces import formats
 from traces import loader
 
@@ -53,15 +53,11 @@ def _plan() -> list[tuple[str, str, str, str]]:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}; all options are --flags.',
-          file=sys.stderr)
-    sys.exit(2)
+  cli.start(argv)
   try:
     jobs = _plan()
   except _Usage as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(str(e))
   for kind, flag, source, target in jobs:
     try:
       if kind == 'device':
@@ -74,11 +70,9 @@ def main(argv: Sequence[str]) -> None:
         print(f'{source} -> {target}: {trace.num_devices} devices, '
               f'{len(trace.slot_start_s)} slots')
     except formats.TraceError as e:
-      print(f'error: --{flag}: {e}', file=sys.stderr)
-      sys.exit(2)
+      cli.fail(f'--{flag}: {e}')
     except OSError as e:
-      print(f'error: cannot write {target}: {e}', file=sys.stderr)
-      sys.exit(2)
+      cli.fail(f'cannot write {target}: {e}')
 
 
 if __name__ == '__main__':

@@ -12,7 +12,6 @@ standard library's `inspect`.
 """
 
 import os
-import sys
 from collections.abc import Sequence
 
 from absl import app
@@ -24,6 +23,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from tf_fedscale import availability as availability_lib  # pylint: disable=g-import-not-at-top
+from tf_fedscale import cli  # pylint: disable=g-import-not-at-top
 from tf_fedscale import population as population_lib  # pylint: disable=g-import-not-at-top
 from traces import default  # pylint: disable=g-import-not-at-top
 from traces import loader  # pylint: disable=g-import-not-at-top
@@ -174,21 +174,15 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   args = flags.FLAGS
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}; all options are --flags.',
-          file=sys.stderr)
-    sys.exit(2)
+  cli.start(argv)
   if args.num_devices < 1:
-    print(f'error: --num_devices: must be positive, got {args.num_devices}.',
-          file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'--num_devices: must be positive, got {args.num_devices}.')
   try:
     devices, device_source, trace, trace_source = load(
         args.device_trace, args.availability_trace, args.num_devices, args.seed)
   except TraceError as e:
     flag = 'availability_trace' if e.path == args.availability_trace else 'device_trace'
-    print(f'error: --{flag}: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f'--{flag}: {e}')
   print(device_summary(devices, device_source))
   print()
   print(availability_summary(trace, trace_source))
