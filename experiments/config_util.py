@@ -100,6 +100,8 @@ def _validate_execution(config: ml_collections.ConfigDict) -> None:
     raise UsageError(f'--{problem[0]}: {problem[1]}')
   _require(config.get('clients_per_subround', 0) >= 0, 'clients_per_subround',
            f'must be >= 0 (0: automatic), got {config.get("clients_per_subround")}.')
+  _require(config.get('worker_recycle_growth', 0.0) >= 0, 'worker_recycle_growth',
+           f'must be >= 0 (0: never), got {config.get("worker_recycle_growth")}.')
 
 
 def _validate_plugins(config: ml_collections.ConfigDict) -> None:
@@ -135,7 +137,8 @@ def _validate_plugins(config: ml_collections.ConfigDict) -> None:
 # Where the run executes may change on resume (results then agree up to float
 # rounding); what it computes may not.
 RESUME_MAY_DIFFER = ('rounds', 'target_accuracy', 'execution', 'worker_devices',
-                     'max_concurrent_clients', 'clients_per_subround')
+                     'max_concurrent_clients', 'clients_per_subround',
+                     'worker_recycle_growth')
 
 
 def differing_keys(saved: Mapping[str, Any], config: ml_collections.ConfigDict,

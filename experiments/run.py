@@ -73,6 +73,9 @@ _HELP = {
     'clients_per_subround': ('Most clients per worker call; larger cohorts run as '
                              'merged sub-rounds (0: sized from the model, ~2 GB '
                              'per call).'),
+    'worker_recycle_growth': ('Restart a local worker between rounds once its resident '
+                              'memory grew this fraction over its first 10 rounds '
+                              '(0: never).'),
     'tensorboard': 'Also write TensorBoard scalars.',
     'aggregator': ('Update aggregation: mean, clipping, zeroing, dp, secure, quantize '
                    'or topk.'),

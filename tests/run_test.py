@@ -61,6 +61,8 @@ class RunTest(parameterized.TestCase):
       ('missing_config', ['--config=/nonexistent/cfg.py'], '--config:'),
       ('async_algorithm', ['--mode=async', '--algorithm=fedprox'],
        '--algorithm: --mode=async takes one of'),
+      ('negative_recycle', ['--worker_recycle_growth=-1'],
+       '--worker_recycle_growth: must be >= 0'),
       ('both_local_work', ['--local_steps=5', '--local_epochs=1'],
        'set exactly one of --local_steps and --local_epochs'),
   )

@@ -45,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
       execution='local',
       worker_devices='',
       clients_per_subround=0,
+      worker_recycle_growth=0.10,
       tensorboard=False,
       # Aggregation plug-ins (tf_fedscale/aggregators.py).
       aggregator='mean',
