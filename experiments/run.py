@@ -178,9 +178,6 @@ def main(argv: Sequence[str]) -> None:
   try:
     config = resolve_config()
     if resume:
-      if config.mode == 'async':
-        raise config_util.UsageError('--resume: async runs are not checkpointed; '
-                                     'start the run again without --resume.')
       check_resumable(output_dir, config)
     else:
       check_output_dir(output_dir, _OVERWRITE.value)

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import tempfile
 
 from absl.testing import absltest
@@ -13,6 +14,7 @@ from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import asynchronous
 from tf_fedscale import availability
+from tf_fedscale import checkpoint
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
@@ -73,7 +75,7 @@ class AsynchronousTest(absltest.TestCase):
     sim = self._async(_population(self.task, np.full(20, 5.0)), ScheduleSelector(schedule),
                       asynchronous.AsyncConfig(3, 3, max_staleness=0))
     records = []
-    sim.run(3, records.append)
+    sim.run(sim.initial_state(), 3, records.append)
 
     fedavg = tff.learning.algorithms.build_weighted_fed_avg(
         self.model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1),
@@ -100,7 +102,7 @@ class AsynchronousTest(absltest.TestCase):
                                                staleness_weighting='sqrt'),
                       updates_path=updates)
     records = []
-    sim.run(30, records.append)
+    sim.run(sim.initial_state(), 30, records.append)
     with open(updates) as f:
       rows = list(csv.DictReader(f))
     applied = [int(r['staleness']) for r in rows if r['status'] == 'applied']
@@ -110,6 +112,38 @@ class AsynchronousTest(absltest.TestCase):
     self.assertTrue(all(int(r['staleness']) > 1 for r in stale))
     self.assertEqual(sum(r['stale_dropped'] for r in records), len(stale))
     self.assertTrue(all(r['completed'] == 2 for r in records[1:]))
+
+  def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(self):
+    tmp = self.enterContext(tempfile.TemporaryDirectory())
+    compute_ms = np.where(np.arange(20) < 5, 10.0, 1.0)
+    config = asynchronous.AsyncConfig(4, 2, max_staleness=2)
+
+    def build(name):
+      return self._async(_population(self.task, compute_ms), selection.UniformSelector(4),
+                         config, updates_path=os.path.join(tmp, f'{name}.csv'))
+
+    def steps(records):
+      return [{k: repr(v) for k, v in r.items() if k != 'wall_clock_s'} for r in records]
+
+    reference, expected = build('reference'), []
+    reference.run(reference.initial_state(), 10, expected.append)
+
+    ckpt_dir = os.path.join(tmp, 'checkpoints')
+    killed = build('resumed')
+    killed.run(killed.initial_state(), 7, checkpointer=checkpoint.Checkpointer(ckpt_dir, 4))
+    # As if killed after step 7 was logged but before its checkpoint was written.
+    shutil.rmtree(os.path.join(ckpt_dir, f'{checkpoint.PREFIX}7'))
+    resumed, records = build('resumed'), []
+    state = resumed.restore(checkpoint.Checkpointer(ckpt_dir, 4))
+    self.assertEqual(state.version, 4)
+    resumed.run(state, 10, records.append)
+
+    self.assertEqual(steps(records), steps(expected[5:]))
+    tf.nest.map_structure(np.testing.assert_array_equal,
+                          resumed.weights.trainable, reference.weights.trainable)
+    with open(os.path.join(tmp, 'reference.csv')) as a, \
+         open(os.path.join(tmp, 'resumed.csv')) as b:
+      self.assertEqual(b.read(), a.read())
 
   def test_staleness_weights(self):
     self.assertEqual(asynchronous.staleness_weight(3, 'constant'), 1.0)

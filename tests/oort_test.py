@@ -234,9 +234,9 @@ class OortSelectTest(absltest.TestCase):
                              np.ones(len(picked))))
     checkpointer = checkpoint.Checkpointer(
         self.enterContext(tempfile.TemporaryDirectory()), every_rounds=1)
-    checkpointer.save(3, {'w': np.zeros(2, np.float32)}, 9.0, a.get_state())
+    checkpointer.save(3, {'selector_state': a.get_state()})
     b = oort.OortSelector(5)  # a fresh selector's state is the structure
-    saved = checkpointer.load_latest({'w': np.zeros(2, np.float32)}, b.get_state())
+    saved = checkpointer.load_latest({'selector_state': b.get_state()})
     b.set_state(saved['selector_state'])
     for key, value in a.get_state().items():
       np.testing.assert_array_equal(b.get_state()[key], value, err_msg=key)

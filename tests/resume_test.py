@@ -105,6 +105,18 @@ class ResumeTest(absltest.TestCase):
     self.assertIn('checkpoint of round 6 cannot be read', error[0])
     self.assertIn('[2, 4]', error[0])
 
+  def test_async_run_continued_with_resume_equals_the_longer_run(self):
+    run_async = ['--mode=async', '--max_concurrency=6', '--buffer_size=3', *SMALL[1:]]
+    longer = os.path.join(self.tmp, 'async_longer')
+    self.assertEqual(_run(f'--output_dir={longer}', '--rounds=6', *run_async).returncode, 0)
+    continued = os.path.join(self.tmp, 'async_continued')
+    self.assertEqual(_run(f'--output_dir={continued}', '--rounds=4', *run_async).returncode, 0)
+    result = _run(f'--output_dir={continued}', '--resume', '--rounds=6', *run_async)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    for name in ('metrics.csv', 'async_updates.csv', 'client_accuracy.csv'):
+      self.assertTrue(filecmp.cmp(os.path.join(longer, name),
+                                  os.path.join(continued, name), shallow=False), name)
+
   def test_report_files_are_written(self):
     report = os.path.join(self.reference, 'report')
     for name in ('summary.md', 'accuracy_loss.png', 'system_cost.png',

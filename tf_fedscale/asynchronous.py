@@ -11,7 +11,10 @@ Learning with Buffered Asynchronous Aggregation").
 
 Client training and the server step are TFF computations from `tff.learning`
 (`build_model_delta_client_work` and `build_apply_optimizer_finalizer`), so the
-model, task and optimizers are those of the synchronous mode. With
+model, task and optimizers are those of the synchronous mode. The whole event
+state (clock, clients in flight with their updates, buffer, server model and
+optimizer state, selector state) is checkpointed every k server steps, so a
+killed run resumes to the same result. With
 max_concurrency = buffer_size = clients_per_round, no over-commitment and equal
 client times, every buffer holds one synchronous round's clients, all with
 staleness 0, and the result is synchronous FedAvg's.
@@ -21,6 +24,7 @@ import csv
 import dataclasses
 import heapq
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
@@ -30,6 +34,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tf_fedscale import accounting
+from tf_fedscale import checkpoint as checkpoint_lib
 from tf_fedscale import evaluation as evaluation_lib
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics as metrics_lib
@@ -83,6 +88,25 @@ class _Running:
   accuracy: float
 
 
+EVENT_KINDS = ('arrive', 'dropped_offline')
+
+
+@dataclasses.dataclass
+class AsyncState:
+  """Everything that changes as the event clock runs (what a checkpoint holds,
+  with the server model, its optimizer state and the selector's state)."""
+
+  now_s: float
+  version: int = 0  # server steps applied
+  draw: int = 0  # selector calls since the last server step
+  last_step_s: float = 0.0
+  running: dict[int, _Running] = dataclasses.field(default_factory=dict)
+  events: list = dataclasses.field(default_factory=list)  # heap of (end_s, seq, kind, client)
+  buffer: list[tuple[_Running, int]] = dataclasses.field(default_factory=list)
+  stats: dict = dataclasses.field(default_factory=lambda: _fresh_stats())
+  updates_rows: int = 0  # rows of async_updates.csv written so far
+
+
 class AsyncSimulation:
   """Runs FedBuff over a population, a selector and a latency accountant."""
 
@@ -131,7 +155,7 @@ class AsyncSimulation:
     self._bytes_up = (payload.serialized_nbytes(initial_model_weights.trainable)
                       + payload.serialized_nbytes(tf.constant(0.0)))
     self._updates_path = updates_path
-    if updates_path:
+    if updates_path and not os.path.exists(updates_path):
       with open(updates_path, 'w', newline='') as f:
         csv.writer(f, lineterminator='\n').writerow(UPDATE_COLUMNS)
 
@@ -144,15 +168,17 @@ class AsyncSimulation:
       (result,) = output.result
       train = evaluation_lib.train_metrics(
           {'client_work': output.measurements})
-      results.append((result.update, float(result.update_weight),
+      update = [np.asarray(u) for u in tf.nest.flatten(result.update)]
+      results.append((update, float(result.update_weight),
                       train['train_loss'], train['train_accuracy']))
     return results
 
-  def _start_clients(self, count: int, now_s: float, version: int, draw: int,
-                     running: dict[int, _Running], events: list, stats: dict) -> None:
+  def _start_clients(self, count: int, state: AsyncState) -> None:
     """Invites up to `count` online clients that are not already training."""
-    rng = np.random.default_rng([self.seed, version + 1, draw])
-    candidates = self.selector.select(version + 1, now_s, self.population, rng)
+    now_s, running, stats = state.now_s, state.running, state.stats
+    rng = np.random.default_rng([self.seed, state.version + 1, state.draw])
+    state.draw += 1
+    candidates = self.selector.select(state.version + 1, now_s, self.population, rng)
     fresh = np.array([c for c in candidates if int(c) not in running], np.int64)[:count]
     if not len(fresh):
       return
@@ -163,19 +189,21 @@ class AsyncSimulation:
     for i, (client, trained) in enumerate(zip(fresh, self._train_clients(fresh))):
       finish = down[i] + compute[i] + up[i]
       ends = now_s + min(finish, online_for[i])
-      running[int(client)] = _Running(version, now_s, (down[i], compute[i], up[i]),
-                                      *trained)
+      running[int(client)] = _Running(state.version, now_s,
+                                      (down[i], compute[i], up[i]), *trained)
       kind = 'arrive' if finish <= online_for[i] else 'dropped_offline'
-      heapq.heappush(events, (ends, stats['sequence'], kind, int(client)))
+      heapq.heappush(state.events, (ends, stats['sequence'], kind, int(client)))
       stats['sequence'] += 1
       stats['selected'] += 1
       stats['bytes_down'] += int(round(self._bytes_down * min(
           1.0, (ends - now_s) / down[i] if down[i] > 0 else 1.0)))
 
-  def _log_update(self, client: int, job: _Running, end_s: float, status: str,
+  def _log_update(self, state: AsyncState, client: int, job: _Running, status: str,
                   staleness: int, step: int) -> None:
     if not self._updates_path:
       return
+    state.updates_rows += 1
+    end_s = state.now_s
     with open(self._updates_path, 'a', newline='') as f:
       csv.writer(f, lineterminator='\n').writerow([
           self.population.client_ids[client], job.version, round(job.start_s, 3),
@@ -196,66 +224,153 @@ class AsyncSimulation:
     if self.evaluation is not None and step % self.eval_every == 0:
       record.update(self.evaluation.evaluate(self.weights))
 
-  def run(self, server_steps: int,
-          on_step: Optional[Callable[[dict], None]] = None) -> None:
-    """Runs until `server_steps` server updates have been applied."""
+  def initial_state(self) -> AsyncState:
+    """Step 0: nobody training yet, the clock where the accountant's is."""
     now_s = self.accountant.virtual_time_s
-    record = _empty_record(now_s)
-    self._evaluate(record, 0)
-    metrics_lib.release(self.release_managers, record, 0)
-    if on_step:
-      on_step({'round': 0, **record})
-    version, draw, last_step_s = 0, 0, now_s
-    running: dict[int, _Running] = {}
-    events: list = []
-    buffer: list[tuple[_Running, int]] = []
-    stats = _fresh_stats()
+    return AsyncState(now_s=now_s, last_step_s=now_s)
+
+  def run(self, state: AsyncState, server_steps: int,
+          on_step: Optional[Callable[[dict], None]] = None,
+          checkpointer: Optional[checkpoint_lib.Checkpointer] = None) -> AsyncState:
+    """Runs until `server_steps` server updates have been applied.
+
+    Each pass of the loop does one thing: a server step when `buffer_size`
+    updates wait, else (once every event due now has been handled) refills the
+    free training slots, else handles the next event. So a checkpoint, saved
+    after a due server step, resumes exactly where the run was.
+    """
+    if state.version == 0:
+      record = _empty_record(state.now_s)
+      self._evaluate(record, 0)
+      metrics_lib.release(self.release_managers, record, 0)
+      if on_step:
+        on_step({'round': 0, **record})
     wall_start = time.perf_counter()
-    self._start_clients(self.config.max_concurrency, now_s, version, draw, running,
-                        events, stats)
-    draw += 1
-    while version < server_steps:
-      if not events:  # nobody online: idle the clock
-        now_s += self.idle_step_s
-        self._start_clients(self.config.max_concurrency, now_s, version, draw,
-                            running, events, stats)
-        draw += 1
+    while state.version < server_steps:
+      if len(state.buffer) >= self.config.buffer_size:
+        self._apply_buffer(state, wall_start, on_step)
+        if checkpointer is not None and checkpointer.due(state.version, server_steps):
+          checkpointer.save(state.version, self._checkpoint(state))
+        wall_start = time.perf_counter()
         continue
-      now_s = events[0][0]
-      while events and events[0][0] == now_s:
-        _, _, kind, client = heapq.heappop(events)
-        job = running.pop(client)
-        staleness = version - job.version
-        if kind == 'dropped_offline':
-          stats['dropped'] += 1
-          self._log_update(client, job, now_s, kind, staleness, -1)
-        elif staleness > self.config.max_staleness:
-          stats['stale_dropped'] += 1
-          self._log_update(client, job, now_s, 'stale', staleness, -1)
-        else:
-          buffer.append((job, staleness))
-          stats['bytes_up'] += self._bytes_up
-          stats['client_compute_s'] += job.times[1]
-          self._log_update(client, job, now_s, 'applied', staleness, version + 1)
-        while len(buffer) >= self.config.buffer_size and version < server_steps:
-          applied, buffer = (buffer[:self.config.buffer_size],
-                             buffer[self.config.buffer_size:])
-          self._server_step(applied)
-          version += 1
-          draw = 0
-          record = self._step_record(applied, stats, now_s, last_step_s)
-          record['server_steps_per_hour'] = version / max(now_s / 3600.0, 1e-9)
-          self._evaluate(record, version)
-          record['wall_clock_s'] = time.perf_counter() - wall_start
-          metrics_lib.release(self.release_managers, record, version)
-          if on_step:
-            on_step({'round': version, **record})
-          stats, last_step_s, wall_start = _fresh_stats(stats), now_s, time.perf_counter()
-      free = self.config.max_concurrency - len(running)
-      if free > 0 and version < server_steps:
-        self._start_clients(free, now_s, version, draw, running, events, stats)
-        draw += 1
-    self.accountant.virtual_time_s = now_s
+      if not state.events or state.events[0][0] != state.now_s:
+        free = self.config.max_concurrency - len(state.running)
+        if free > 0:
+          self._start_clients(free, state)
+        if not state.events:  # nobody online: idle the clock
+          state.now_s += self.idle_step_s
+          continue
+      state.now_s, _, kind, client = heapq.heappop(state.events)
+      self._handle(state, kind, client)
+    self.accountant.virtual_time_s = state.now_s
+    return state
+
+  def _handle(self, state: AsyncState, kind: str, client: int) -> None:
+    """A client's update arrives (buffered or too stale) or its device left."""
+    job = state.running.pop(client)
+    staleness = state.version - job.version
+    if kind == 'dropped_offline':
+      state.stats['dropped'] += 1
+      self._log_update(state, client, job, kind, staleness, -1)
+    elif staleness > self.config.max_staleness:
+      state.stats['stale_dropped'] += 1
+      self._log_update(state, client, job, 'stale', staleness, -1)
+    else:
+      state.buffer.append((job, staleness))
+      state.stats['bytes_up'] += self._bytes_up
+      state.stats['client_compute_s'] += job.times[1]
+      self._log_update(state, client, job, 'applied', staleness, state.version + 1)
+
+  def _apply_buffer(self, state: AsyncState, wall_start: float,
+                    on_step: Optional[Callable[[dict], None]]) -> None:
+    """One server step on the first `buffer_size` buffered updates."""
+    size = self.config.buffer_size
+    applied, state.buffer = state.buffer[:size], state.buffer[size:]
+    self._server_step(applied)
+    state.version += 1
+    state.draw = 0
+    record = self._step_record(applied, state.stats, state.now_s, state.last_step_s)
+    record['server_steps_per_hour'] = state.version / max(state.now_s / 3600.0, 1e-9)
+    self._evaluate(record, state.version)
+    record['wall_clock_s'] = time.perf_counter() - wall_start
+    metrics_lib.release(self.release_managers, record, state.version)
+    if on_step:
+      on_step({'round': state.version, **record})
+    state.stats, state.last_step_s = _fresh_stats(state.stats), state.now_s
+
+  # Checkpoints: variable-length collections as arrays with a leading axis.
+
+  def _jobs(self, jobs: Sequence[_Running]) -> dict[str, Any]:
+    shapes = [np.shape(w) for w in self.weights.trainable]
+    dtypes = [np.asarray(w).dtype for w in self.weights.trainable]
+    return {
+        'version': np.array([j.version for j in jobs], np.int64),
+        'start_s': np.array([j.start_s for j in jobs], np.float64),
+        'times_s': np.array([j.times for j in jobs], np.float64).reshape(-1, 3),
+        'weight': np.array([j.weight for j in jobs], np.float64),
+        'loss': np.array([j.loss for j in jobs], np.float64),
+        'accuracy': np.array([j.accuracy for j in jobs], np.float64),
+        'update': [np.stack([j.update[i] for j in jobs]) if jobs
+                   else np.zeros((0, *shape), dtype)
+                   for i, (shape, dtype) in enumerate(zip(shapes, dtypes))],
+    }
+
+  @staticmethod
+  def _unjobs(saved: dict[str, Any]) -> list[_Running]:
+    return [_Running(int(saved['version'][i]), float(saved['start_s'][i]),
+                     tuple(float(t) for t in saved['times_s'][i]),
+                     [np.asarray(u[i]) for u in saved['update']],
+                     float(saved['weight'][i]), float(saved['loss'][i]),
+                     float(saved['accuracy'][i]))
+            for i in range(len(saved['version']))]
+
+  def _checkpoint(self, state: AsyncState) -> dict[str, Any]:
+    events = sorted(state.events)
+    clients = [client for _, _, _, client in events]
+    return {
+        'now_s': np.float64(state.now_s), 'version': np.int64(state.version),
+        'draw': np.int64(state.draw), 'last_step_s': np.float64(state.last_step_s),
+        'updates_rows': np.int64(state.updates_rows),
+        'stats': {k: np.float64(v) for k, v in state.stats.items()},
+        'events': {'end_s': np.array([e[0] for e in events], np.float64),
+                   'sequence': np.array([e[1] for e in events], np.int64),
+                   'kind': np.array([EVENT_KINDS.index(e[2]) for e in events], np.int64),
+                   'client': np.array(clients, np.int64)},
+        'running': self._jobs([state.running[c] for c in clients]),
+        'buffer': self._jobs([job for job, _ in state.buffer]),
+        'buffer_staleness': np.array([s for _, s in state.buffer], np.int64),
+        'trainable': [np.asarray(w) for w in self.weights.trainable],
+        'non_trainable': [np.asarray(w) for w in self.weights.non_trainable],
+        'finalizer_state': self._finalizer_state,
+        'selector_state': self.selector.get_state(),
+    }
+
+  def restore(self, checkpointer: checkpoint_lib.Checkpointer) -> Optional[AsyncState]:
+    """The newest checkpoint's state (model, selector, update log rewound), or None."""
+    saved = checkpointer.load_latest(self._checkpoint(self.initial_state()))
+    if saved is None:
+      return None
+    self.weights = tff.learning.models.ModelWeights(
+        trainable=list(saved['trainable']), non_trainable=list(saved['non_trainable']))
+    self._finalizer_state = saved['finalizer_state']
+    self.selector.set_state(saved['selector_state'])
+    events = saved['events']
+    clients = [int(c) for c in events['client']]
+    state = AsyncState(
+        now_s=float(saved['now_s']), version=int(saved['version']),
+        draw=int(saved['draw']), last_step_s=float(saved['last_step_s']),
+        running=dict(zip(clients, self._unjobs(saved['running']))),
+        events=[(float(t), int(q), EVENT_KINDS[int(k)], c) for t, q, k, c in zip(
+            events['end_s'], events['sequence'], events['kind'], clients)],
+        buffer=list(zip(self._unjobs(saved['buffer']),
+                        (int(s) for s in saved['buffer_staleness']))),
+        stats={k: (float(v) if k == 'client_compute_s' else int(v))
+               for k, v in saved['stats'].items()},
+        updates_rows=int(saved['updates_rows']))
+    heapq.heapify(state.events)
+    if self._updates_path:
+      metrics_lib.keep_csv_rows(self._updates_path, lambda i, row: i < state.updates_rows)
+    return state
 
   def _step_record(self, applied, stats, now_s: float, last_step_s: float) -> dict:
     weights = np.array([job.weight for job, _ in applied])

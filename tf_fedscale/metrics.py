@@ -4,7 +4,7 @@ and the per-client timeline as its own CSV."""
 import asyncio
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,15 +82,21 @@ class TimelineWriter:
 
   def truncate_after(self, round_num: int) -> None:
     """Drops rows of later rounds and a half-written last line (for resume)."""
-    with open(self._path, newline='') as f:
-      text = f.read()
-    if not text.endswith('\n'):
-      text = text[:text.rfind('\n') + 1]  # a kill mid-write left a partial row
-    rows = list(csv.reader(text.splitlines()))
-    kept = [row for row in rows[1:] if int(row[0]) <= round_num]
-    tmp = f'{self._path}.tmp'
-    with open(tmp, 'w', newline='') as f:
-      writer = csv.writer(f, lineterminator='\n')
-      writer.writerow(rows[0])
-      writer.writerows(kept)
-    os.replace(tmp, self._path)
+    keep_csv_rows(self._path, lambda i, row: int(row[0]) <= round_num)
+
+
+def keep_csv_rows(path: str, keep: Callable[[int, list[str]], bool]) -> None:
+  """Rewrites the CSV at `path` (atomically) with its header and the data rows
+  for which keep(index, row) holds; a half-written last line is dropped."""
+  with open(path, newline='') as f:
+    text = f.read()
+  if not text.endswith('\n'):
+    text = text[:text.rfind('\n') + 1]  # a kill mid-write left a partial row
+  rows = list(csv.reader(text.splitlines()))
+  kept = [row for i, row in enumerate(rows[1:]) if keep(i, row)]
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w', newline='') as f:
+    writer = csv.writer(f, lineterminator='\n')
+    writer.writerow(rows[0])
+    writer.writerows(kept)
+  os.replace(tmp, path)

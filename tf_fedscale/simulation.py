@@ -123,8 +123,7 @@ class Simulation:
   def restore(self, checkpointer: checkpoint_lib.Checkpointer
               ) -> Optional[SimulationState]:
     """The newest checkpoint's state (selector and timeline rewound), or None."""
-    saved = checkpointer.load_latest(self.initialize().process_state,
-                                     self.selector.get_state())
+    saved = checkpointer.load_latest(self._checkpoint(self.initialize()))
     if saved is None:
       return None
     round_num = int(saved['round_num'])
@@ -133,6 +132,12 @@ class Simulation:
       self.timeline.truncate_after(round_num)
     return SimulationState(round_num, saved['process_state'],
                            float(saved['virtual_time_s']))
+
+  def _checkpoint(self, state: SimulationState) -> dict[str, Any]:
+    return {'process_state': state.process_state,
+            'round_num': np.int64(state.round_num),
+            'virtual_time_s': np.float64(state.virtual_time_s),
+            'selector_state': self.selector.get_state()}
 
   def payload_bytes(self, process_state: Any) -> tuple[int, int]:
     """(download, upload) bytes per client."""
@@ -274,8 +279,7 @@ class Simulation:
     while state.round_num < rounds:
       state, record = self.run_round(state)
       if checkpointer is not None and checkpointer.due(state.round_num, rounds):
-        checkpointer.save(state.round_num, state.process_state,
-                          state.virtual_time_s, self.selector.get_state())
+        checkpointer.save(state.round_num, self._checkpoint(state))
       if on_round is not None:
         on_round({'round': state.round_num, **record})
     return state
