@@ -126,7 +126,7 @@ class Experiment:
                     if output_dir else None)
     with execution.from_config(self.config) as pool:
       if self.config.mode == 'async':
-        return self.run_async(output_dir, on_round, checkpointer, resume)
+        return self.run_async(output_dir, on_round, checkpointer, resume, pool.call)
       sim = self.build_simulation(output_dir)
       pool.protect(sim)
       state = sim.restore(checkpointer) if resume else None
@@ -140,7 +140,9 @@ class Experiment:
   def run_async(self, output_dir: Optional[str],
                 on_round: Optional[Callable[[dict], None]] = None,
                 checkpointer: Optional[checkpoint.Checkpointer] = None,
-                resume: bool = False) -> tff.learning.models.ModelWeights:
+                resume: bool = False,
+                invoke: Optional[asynchronous.Invoke] = None
+                ) -> tff.learning.models.ModelWeights:
     """FedBuff (`--mode=async`) on the same task, traces and accountant."""
     config = self.config
     model_fn = self.task.model_fn()
@@ -168,7 +170,8 @@ class Experiment:
         eval_every=config.eval_every,
         release_managers=(metrics.build_release_managers(output_dir, config.tensorboard)
                           if output_dir else ()),
-        updates_path=os.path.join(output_dir, ASYNC_UPDATES_FILE) if output_dir else None)
+        updates_path=os.path.join(output_dir, ASYNC_UPDATES_FILE) if output_dir else None,
+        invoke=invoke)
     state = sim.restore(checkpointer) if resume else None
     sim.run(state or sim.initial_state(), config.rounds, on_round, checkpointer)
     if output_dir:

@@ -9,8 +9,12 @@ from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
+import tensorflow_federated as tff
 
+from tf_fedscale import asynchronous
 from tf_fedscale import execution
+from tf_fedscale import seeding
+from tf_fedscale import selection
 from tests import cases
 
 
@@ -70,6 +74,32 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
       self.assertEqual(record['completed'], 8)
       self.assertLen(pool.workers, 1)
       self.assertTrue(any('dropped it from the pool' in e for e in pool.events))
+
+  def test_async_training_survives_a_dead_worker(self):
+
+    def fedbuff(invoke):
+      sim = cases.tiny_fedavg_simulation()
+      return asynchronous.AsyncSimulation(
+          cases.TINY_TASK.model_fn(), tff.learning.optimizers.build_sgdm(0.05),
+          tff.learning.optimizers.build_sgdm(1.0), cases.TINY_TASK.train_data,
+          sim.population, selection.UniformSelector(4), sim.accountant, sim.local_work,
+          asynchronous.AsyncConfig(max_concurrency=4, buffer_size=2, max_staleness=3),
+          seed=0, initial_model_weights=seeding.initial_model_weights(
+              cases.TINY_TASK.keras_model_fn, 0), invoke=invoke)
+
+    with execution.Execution('local') as pool:
+      reference = fedbuff(pool.call)
+      reference.run(reference.initial_state(), 4)
+      survivor = fedbuff(pool.call)
+      state = survivor.run(survivor.initial_state(), 2)
+      dead_pid = pool.workers[0].pid
+      pool.workers[0].stop()
+      survivor.run(state, 4)
+      self.assertNotEqual(pool.workers[0].pid, dead_pid)
+      self.assertTrue(any('restarted it as' in e for e in pool.events))
+      self.assertTrue(any(e.startswith('retrying training client') for e in pool.events))
+    for a, b in zip(survivor.weights.trainable, reference.weights.trainable):
+      np.testing.assert_array_equal(a, b)
 
   def test_grown_worker_is_recycled_between_rounds(self):
     fake_rss = iter(range(100, 10_000, 10))  # grows 10 bytes per look

@@ -90,6 +90,16 @@ class _Running:
 
 EVENT_KINDS = ('arrive', 'dropped_offline')
 
+# How TFF computations are called: `invoke(fn, *args, description=...)`;
+# `execution.Execution.call` retries them on a restarted worker. Each call here
+# is a pure function of its arguments, so running it again is safe.
+Invoke = Callable[..., Any]
+
+
+def _call(fn: Callable[..., Any], *args, description: str = '') -> Any:
+  del description
+  return fn(*args)
+
 
 @dataclasses.dataclass
 class AsyncState:
@@ -129,6 +139,7 @@ class AsyncSimulation:
       release_managers: Sequence[tff.program.ReleaseManager] = (),
       updates_path: Optional[str] = None,
       idle_step_s: float = 60.0,
+      invoke: Optional[Invoke] = None,
   ):
     client_work = tff.learning.templates.build_model_delta_client_work(
         model_fn, client_optimizer, tff.learning.ClientWeighting.NUM_EXAMPLES)
@@ -151,6 +162,7 @@ class AsyncSimulation:
     self.eval_every = eval_every
     self.release_managers = list(release_managers)
     self.idle_step_s = idle_step_s
+    self._invoke = invoke or _call
     self._bytes_down = payload.serialized_nbytes(initial_model_weights)
     self._bytes_up = (payload.serialized_nbytes(initial_model_weights.trainable)
                       + payload.serialized_nbytes(tf.constant(0.0)))
@@ -163,8 +175,9 @@ class AsyncSimulation:
     """(update, weight, loss, accuracy) of each client, from the current model."""
     results = []
     for client in clients:  # one call per client: its metrics are its own
-      output = self._train(self._client_work_state, [self.weights],
-                           [self.population.client_ids[client]])
+      client_id = self.population.client_ids[client]
+      output = self._invoke(self._train, self._client_work_state, [self.weights],
+                            [client_id], description=f'training client {client_id}')
       (result,) = output.result
       train = evaluation_lib.train_metrics(
           {'client_work': output.measurements})
@@ -217,12 +230,14 @@ class AsyncSimulation:
     mean_update = tf.nest.map_structure(
         lambda *u: np.tensordot(weights, np.stack(u), axes=1).astype(u[0].dtype),
         *[job.update for job, _ in buffer])
-    output = self._finalizer.next(self._finalizer_state, self.weights, mean_update)
+    output = self._invoke(self._finalizer.next, self._finalizer_state, self.weights,
+                          mean_update, description='the server step')
     self._finalizer_state, self.weights = output.state, output.result
 
   def _evaluate(self, record: dict, step: int) -> None:
     if self.evaluation is not None and step % self.eval_every == 0:
-      record.update(self.evaluation.evaluate(self.weights))
+      record.update(self._invoke(self.evaluation.evaluate, self.weights,
+                                 description=f'evaluation at step {step}'))
 
   def initial_state(self) -> AsyncState:
     """Step 0: nobody training yet, the clock where the accountant's is."""
