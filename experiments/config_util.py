@@ -106,14 +106,14 @@ def _validate_execution(config: ml_collections.ConfigDict) -> None:
 
 def _validate_plugins(config: ml_collections.ConfigDict) -> None:
   """Aggregator, algorithm and selector parameters."""
-  for key in ('clip_norm', 'dp_delta', 'topk_fraction'):
+  for key in ('clip_norm', 'dp_delta', 'sparsify_fraction'):
     _require(math.isfinite(config[key]) and config[key] > 0, key,
              f'must be a positive number, got {config[key]}.')
   _require(0 < config.clip_quantile < 1, 'clip_quantile',
            f'must be in (0, 1), got {config.clip_quantile}.')
   _require(config.dp_delta < 1, 'dp_delta', f'must be < 1, got {config.dp_delta}.')
-  _require(config.topk_fraction <= 1, 'topk_fraction',
-           f'must be in (0, 1], got {config.topk_fraction}.')
+  _require(config.sparsify_fraction <= 1, 'sparsify_fraction',
+           f'must be in (0, 1], got {config.sparsify_fraction}.')
   for key in ('zeroing_norm', 'noise_multiplier', 'qffl_q'):
     _require(math.isfinite(config[key]) and config[key] >= 0, key,
              f'must be >= 0, got {config[key]}.')

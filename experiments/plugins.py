@@ -72,7 +72,7 @@ def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
       clip_quantile=config.clip_quantile, zeroing_norm=config.zeroing_norm,
       noise_multiplier=config.noise_multiplier,
       quantization_bits=config.quantization_bits,
-      topk_fraction=config.topk_fraction)
+      sparsify_fraction=config.sparsify_fraction)
   model_fn = task.model_fn()
   if selector.needs_client_loss:
     model_fn = feedback.loss_reporting_model_fn(

@@ -86,7 +86,8 @@ _HELP = {
     'noise_multiplier': 'DP Gaussian noise stddev / clipping norm (--aggregator=dp).',
     'dp_delta': 'Delta of the (epsilon, delta) reported per round with --aggregator=dp.',
     'quantization_bits': 'Bits per value with --aggregator=quantize.',
-    'topk_fraction': 'Share of entries each client uploads with --aggregator=topk.',
+    'sparsify_fraction': ('Share of entries each client uploads with --aggregator=topk '
+                          'or randk.'),
     'qffl_q': 'q of q-FFL (0 is FedAvg; larger is fairer).',
     'oort_exploration': 'Oort: initial exploration share (decays x0.98 to 0.3).',
     'oort_round_percentile': 'Oort: initial percentile of durations preferred.',

@@ -85,7 +85,7 @@ class CompressionTest(absltest.TestCase):
 
   def test_top_k_keeps_the_largest_entries(self):
     x = tf.constant([[0.1, -5.0, 0.2], [3.0, 0.0, -0.3]])
-    encoder = te.encoders.as_simple_encoder(aggregators.top_k_encoder(0.34),
+    encoder = te.encoders.as_simple_encoder(aggregators.sparsify_encoder(0.34),
                                             tf.TensorSpec(x.shape, x.dtype))
     state = encoder.initial_state()
     encoded, _ = encoder.encode(x, state)
@@ -93,6 +93,25 @@ class CompressionTest(absltest.TestCase):
     self.assertLen(values, 1)
     self.assertEqual(int(tf.size(values[0])), 3)  # ceil(0.34 x 6)
     np.testing.assert_allclose(encoder.decode(encoded), [[0, -5.0, 0], [3.0, 0, -0.3]])
+
+  def test_random_k_is_unbiased_seeded_by_the_update_and_replays(self):
+    x = tf.reshape(tf.range(1.0, 101.0), [10, 10])
+    encoder = te.encoders.as_simple_encoder(aggregators.sparsify_encoder(0.1, 'random'),
+                                            tf.TensorSpec(x.shape, x.dtype))
+    state = encoder.initial_state()
+    decoded = encoder.decode(encoder.encode(x, state)[0]).numpy()
+    kept = np.flatnonzero(decoded)
+    self.assertLen(kept, 10)
+    np.testing.assert_allclose(decoded.ravel()[kept], x.numpy().ravel()[kept] * 10)
+    np.testing.assert_array_equal(encoder.decode(encoder.encode(x, state)[0]), decoded)
+    other = encoder.decode(encoder.encode(x + 0.5, state)[0]).numpy()
+    self.assertNotEqual(set(np.flatnonzero(other)), set(kept))
+    # Uniform: over 200 different updates each entry is kept about 20 times.
+    hits = np.zeros(100)
+    for i in range(200):
+      hits += encoder.decode(encoder.encode(x + i, state)[0]).numpy().ravel() != 0
+    self.assertBetween(hits.min(), 5, 20)
+    self.assertBetween(hits.max(), 20, 40)
 
   def test_upload_size_is_the_encoded_size(self):
     spec = tf.TensorSpec([60, 10], tf.float32)
@@ -182,8 +201,8 @@ class EveryAggregatorTest(parameterized.TestCase):
       aggregators.build_aggregator('median')
     with self.assertRaisesRegex(ValueError, 'quantization_bits must be in'):
       aggregators.build_aggregator('quantize', quantization_bits=0)
-    with self.assertRaisesRegex(ValueError, 'topk_fraction'):
-      aggregators.build_aggregator('topk', topk_fraction=1.5)
+    with self.assertRaisesRegex(ValueError, 'sparsify_fraction'):
+      aggregators.build_aggregator('topk', sparsify_fraction=1.5)
 
 
 if __name__ == '__main__':

@@ -37,7 +37,7 @@ class ValidationTest(parameterized.TestCase):
       ('noise', dict(noise_multiplier=-1.0), '--noise_multiplier: must be >= 0'),
       ('delta', dict(dp_delta=1.0), '--dp_delta: must be < 1'),
       ('bits', dict(quantization_bits=0), '--quantization_bits: must be in [1, 16]'),
-      ('topk', dict(topk_fraction=2.0), '--topk_fraction: must be in (0, 1]'),
+      ('topk', dict(sparsify_fraction=2.0), '--sparsify_fraction: must be in (0, 1]'),
       ('q', dict(qffl_q=-0.5), '--qffl_q: must be >= 0'),
       ('exploration', dict(oort_exploration=1.5), '--oort_exploration: must be in [0, 1]'),
       ('percentile', dict(oort_round_percentile=101.0), '--oort_round_percentile'),

@@ -13,7 +13,8 @@ epsilon spent after each round.
 | `dp` | client-level DP, `DifferentiallyPrivateFactory.gaussian_fixed` (clip at `clip_norm`) or `.gaussian_adaptive` (adaptive clipping), noise multiplier `noise_multiplier`; unweighted mean (`as_weighted_aggregator`) |
 | `secure` | `tff.learning.secure_aggregator`: the weighted mean with both sums through `SecureSumFactory` (adaptive bound); simulated (`simulate_secure_sum`: the same integer sums in the clear, since TFF's C++ runtime has no secure intrinsics) |
 | `quantize` | `EncodedSumFactory` with tensor_encoding's uniform quantization to `quantization_bits` bits, bit-packed, inside the weighted mean (like `tff.learning.compression_aggregator`, but every float tensor is quantized) |
-| `topk` | `EncodedSumFactory` with a top-k sparsification stage (`TopKEncodingStage` below: indices and values of the `topk_fraction` largest-magnitude entries); TFF ships no top-k or random-k encoder, only threshold sparsification (`SplitBySmallValueEncodingStage`, variable size) |
+| `topk` | `EncodedSumFactory` with a top-k sparsification stage (`SparsifyEncodingStage` below: indices and values of the `sparsify_fraction` largest-magnitude entries); TFF ships no top-k or random-k encoder, only threshold sparsification (`SplitBySmallValueEncodingStage`, variable size) |
+| `randk` | the same with `sparsify_fraction` of the entries chosen at random (seeded by the tensor's contents), values scaled by size / k (unbiased) |
 
 Upload size: for the compressing aggregators, a client's upload is the
 serialized size (`tf.io.serialize_tensor`, like `tf_fedscale.payload`) of the
@@ -47,33 +48,43 @@ from tensorflow_model_optimization.python.core.internal import tensor_encoding a
 
 from tf_fedscale import payload
 
-AGGREGATORS = ('mean', 'clipping', 'zeroing', 'dp', 'secure', 'quantize', 'topk')
+AGGREGATORS = ('mean', 'clipping', 'zeroing', 'dp', 'secure', 'quantize', 'topk',
+               'randk')
 RDP_ORDERS = ([1.0 + x / 10.0 for x in range(1, 100)]
               + list(range(11, 64)) + [128, 256, 512, 1024])
 
 EncoderFn = Callable[[tf.TensorSpec], Any]  # spec -> te GatherEncoder
 
 
+SPARSIFY_METHODS = ('top', 'random')
+
+
 @te.core.tf_style_encoding_stage
-class TopKEncodingStage(te.core.EncodingStageInterface):
-  """Keeps the k largest-magnitude entries of a rank-1 tensor: (indices, values).
+class SparsifyEncodingStage(te.core.EncodingStageInterface):
+  """Keeps k entries of a rank-1 tensor and sends (indices, values).
 
   k = ceil(fraction x size), fixed per tensor, so the encoded size is known
-  before training. Decoding scatters the values back into zeros. Biased (no
-  error feedback); the classic top-k sparsification of model updates.
+  before training. 'top': the k largest magnitudes (biased, no error
+  feedback). 'random': k entries chosen uniformly, values scaled by size / k
+  so the decoded update is unbiased; the choice is seeded by the tensor's own
+  contents, so runs replay exactly and clients and rounds choose differently.
+  Decoding scatters the values back into zeros.
   """
 
   ENCODED_INDICES_KEY = 'indices'
   ENCODED_VALUES_KEY = 'values'
 
-  def __init__(self, fraction: float):
+  def __init__(self, fraction: float, method: str = 'top'):
     if not 0.0 < fraction <= 1.0:
       raise ValueError(f'fraction must be in (0, 1], got {fraction}.')
+    if method not in SPARSIFY_METHODS:
+      raise ValueError(f'method must be one of {SPARSIFY_METHODS}, got {method!r}.')
     self._fraction = fraction
+    self._method = method
 
   @property
   def name(self):
-    return 'top_k'
+    return f'{self._method}_k'
 
   @property
   def compressible_tensors_keys(self):
@@ -92,11 +103,19 @@ class TopKEncodingStage(te.core.EncodingStageInterface):
 
   def encode(self, x, encode_params):
     del encode_params
-    k = max(1, math.ceil(self._fraction * x.shape.num_elements()))
-    _, indices = tf.math.top_k(tf.abs(x), k=k, sorted=False)
+    size = x.shape.num_elements()
+    k = max(1, math.ceil(self._fraction * size))
+    if self._method == 'top':
+      _, indices = tf.math.top_k(tf.abs(x), k=k, sorted=False)
+      values = tf.gather(x, indices)
+    else:
+      seed = tf.bitcast(tf.reduce_sum(tf.cast(x, tf.float64) ** 2), tf.int64)
+      scores = tf.random.stateless_uniform([size], tf.stack([seed, size]))
+      _, indices = tf.math.top_k(scores, k=k, sorted=False)
+      values = tf.gather(x, indices) * tf.cast(size / k, x.dtype)
     return collections.OrderedDict([
         (self.ENCODED_INDICES_KEY, indices),
-        (self.ENCODED_VALUES_KEY, tf.gather(x, indices)),
+        (self.ENCODED_VALUES_KEY, values),
     ])
 
   def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
@@ -106,9 +125,9 @@ class TopKEncodingStage(te.core.EncodingStageInterface):
                          tf.cast(shape, tf.int32))
 
 
-def top_k_encoder(fraction: float):
-  """Flatten, then keep the top `fraction` of entries by magnitude."""
-  return te.core.EncoderComposer(TopKEncodingStage(fraction)).add_parent(
+def sparsify_encoder(fraction: float, method: str = 'top'):
+  """Flatten, then keep `fraction` of the entries ('top' or 'random')."""
+  return te.core.EncoderComposer(SparsifyEncodingStage(fraction, method)).add_parent(
       te.stages.FlattenEncodingStage(),
       te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY).make()
 
@@ -193,7 +212,7 @@ def build_aggregator(
     name: str, *, clients_per_round: int = 1, clip_norm: float = 1.0,
     adaptive_clipping: bool = False, clip_quantile: float = 0.5,
     zeroing_norm: float = 0.0, noise_multiplier: float = 1.0,
-    quantization_bits: int = 8, topk_fraction: float = 0.1,
+    quantization_bits: int = 8, sparsify_fraction: float = 0.1,
 ) -> Aggregator:
   """The aggregator `name` (see the module docstring for each parameter's role)."""
   if name not in AGGREGATORS:
@@ -235,10 +254,11 @@ def build_aggregator(
     if not 1 <= quantization_bits <= 16:
       raise ValueError(f'quantization_bits must be in [1, 16], got {quantization_bits}.')
     encoder_fn = _encoder_fn(lambda: te.encoders.uniform_quantization(quantization_bits))
-  else:  # topk
-    if not 0.0 < topk_fraction <= 1.0:
-      raise ValueError(f'topk_fraction must be in (0, 1], got {topk_fraction}.')
-    encoder_fn = _encoder_fn(lambda: top_k_encoder(topk_fraction))
+  else:  # topk, randk
+    if not 0.0 < sparsify_fraction <= 1.0:
+      raise ValueError(f'sparsify_fraction must be in (0, 1], got {sparsify_fraction}.')
+    method = 'top' if name == 'topk' else 'random'
+    encoder_fn = _encoder_fn(lambda: sparsify_encoder(sparsify_fraction, method))
   return Aggregator(name, tff.aggregators.MeanFactory(
       tff.aggregators.EncodedSumFactory(encoder_fn)), encoder_fn=encoder_fn)
 

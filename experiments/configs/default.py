@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
       noise_multiplier=1.0,
       dp_delta=1e-5,
       quantization_bits=8,
-      topk_fraction=0.1,
+      sparsify_fraction=0.1,
       # Algorithms and selection.
       qffl_q=1.0,
       oort_exploration=0.9,
