@@ -45,6 +45,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tasks import base as task_base
+from tasks import models
 from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import algorithms
@@ -121,15 +122,7 @@ def femnist_cnn_task(num_clients: int, examples_per_client: int,
       client_ids, dataset_fn)
 
   def keras_model_fn() -> tf.keras.Model:
-    return tf.keras.Sequential([
-        tf.keras.layers.InputLayer(input_shape=(28, 28, 1)),
-        tf.keras.layers.Conv2D(32, 3, activation='relu'),
-        tf.keras.layers.Conv2D(64, 3, activation='relu'),
-        tf.keras.layers.MaxPool2D(2),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(128, activation='relu'),
-        tf.keras.layers.Dense(FEMNIST_CLASSES),
-    ])
+    return models.femnist_cnn(FEMNIST_CLASSES)
 
   return task_base.Task(
       name='femnist_cnn', train_data=data, test_data=data,
