@@ -120,7 +120,7 @@ class Experiment:
     """Runs all rounds on the `--execution` context (managed TFF workers),
     checkpointing into `<output_dir>/checkpoints`; with `resume`, continues
     from the newest one. A round that fails on a dying worker runs again after
-    the worker is restarted or dropped (tf_fedscale/execution.py)."""
+    the worker is restarted or dropped (tf_fedscale/worker_pool.py)."""
     checkpointer = (checkpoint.Checkpointer(os.path.join(output_dir, 'checkpoints'),
                                             self.config.checkpoint_every)
                     if output_dir else None)

@@ -12,16 +12,17 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tf_fedscale import asynchronous
-from tf_fedscale import execution
+from tf_fedscale import memory_recycling
 from tf_fedscale import seeding
 from tf_fedscale import selection
+from tf_fedscale import worker_pool
 from tests import cases
 
 
 class RecoveryTest(cases.NoWorkerLeftTestCase):
 
   def test_worker_killed_mid_round_is_restarted_and_round_retried(self):
-    with execution.Execution('workers:2') as pool:
+    with worker_pool.WorkerPool('workers:2') as pool:
       sim = cases.tiny_fedavg_simulation(clients_per_round=8, local_steps=400)
       pool.protect(sim)
       state = sim.initialize()
@@ -67,7 +68,7 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
       self.assertEqual(third['completed'], 8)
 
   def test_local_worker_dropped_after_max_restarts(self):
-    with execution.Execution('workers:2', max_restarts=0) as pool:
+    with worker_pool.WorkerPool('workers:2', max_restarts=0) as pool:
       sim = cases.tiny_fedavg_simulation()
       pool.protect(sim)
       state = sim.initialize()
@@ -89,7 +90,7 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
           seed=0, initial_model_weights=seeding.initial_model_weights(
               cases.TINY_TASK.keras_model_fn, 0), invoke=invoke)
 
-    with execution.Execution('local') as pool:
+    with worker_pool.WorkerPool('local') as pool:
       reference = fedbuff(pool.call)
       reference.run(reference.initial_state(), 4)
       survivor = fedbuff(pool.call)
@@ -105,9 +106,9 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
 
   def test_grown_worker_is_recycled_between_rounds(self):
     fake_rss = iter(range(100, 10_000, 10))  # grows 10 bytes per look
-    with mock.patch.object(execution, 'RECYCLE_WINDOW', 2), mock.patch.object(
-        execution, '_rss_bytes', lambda pid: next(fake_rss)):
-      with execution.Execution('local', recycle_growth=0.15) as pool:
+    with mock.patch.object(memory_recycling, 'RECYCLE_WINDOW', 2), mock.patch.object(
+        memory_recycling, 'rss_bytes', lambda pid: next(fake_rss)):
+      with worker_pool.WorkerPool('local', recycle_growth=0.15) as pool:
         sim = cases.tiny_fedavg_simulation()
         pool.protect(sim)
         state = sim.initialize()

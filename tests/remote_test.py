@@ -12,10 +12,10 @@ import portpicker
 import tensorflow_federated as tff
 
 from tasks import synthetic
-from tf_fedscale import execution
 from tf_fedscale import local_work
 from tf_fedscale import runtime
 from tf_fedscale import simulation
+from tf_fedscale import worker_pool
 from tests import cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,12 +83,12 @@ class RemoteTest(absltest.TestCase):
       self.assertIn(f'Cpus_allowed_list:\t{core}\n', f.read())
 
     process = _process()
-    with execution.Execution('local'):
+    with worker_pool.WorkerPool('local'):
       state = process.initialize()
       local = process.next(state, COHORT).state
       local_weights = _weights(process, local)
 
-    with execution.Execution(f'remote:{a},{b}', health_timeout_s=2.0) as pool:
+    with worker_pool.WorkerPool(f'remote:{a},{b}', health_timeout_s=2.0) as pool:
       self.assertEqual(pool.workers, [])  # nothing started locally
       remote = pool.call(process.next, state, COHORT).state
       for x, y in zip(local_weights, _weights(process, remote)):

@@ -1,7 +1,7 @@
 """`--execution` and `--worker_devices`: parsing and where local workers run.
 
 Pure Python (no TensorFlow import), so flag validation and
-`python -m tf_fedscale.worker` stay fast; `tf_fedscale.execution` builds the
+`python -m tf_fedscale.worker` stay fast; `tf_fedscale.worker_pool` builds the
 contexts.
 """
 

@@ -42,7 +42,7 @@ class WorkerUnavailableError(RuntimeError):
 
   TFF's contexts retry gRPC UNAVAILABLE forever; the executor factories here
   check the worker before each (re)connection and raise this instead, so the
-  caller (`tf_fedscale.execution`) can restart or drop the worker.
+  caller (`tf_fedscale.worker_pool`) can restart or drop the worker.
   """
 
   def __init__(self, address: str, reason: str):

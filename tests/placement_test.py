@@ -1,0 +1,51 @@
+"""Tests for tf_fedscale.placement: parsing --execution, planning devices."""
+
+from absl.testing import absltest
+
+from tf_fedscale import placement
+
+
+class ParsingTest(absltest.TestCase):
+
+  def test_parse_execution(self):
+    self.assertEqual(placement.parse_execution('local'),
+                     placement.ExecutionSpec('local'))
+    self.assertEqual(placement.parse_execution('workers:3').num_workers, 3)
+    remote = placement.parse_execution('remote:localhost:5000,10.0.0.2:5001')
+    self.assertEqual(remote.addresses, ('localhost:5000', '10.0.0.2:5001'))
+    self.assertEqual(str(remote), 'remote:localhost:5000,10.0.0.2:5001')
+    for bad in ('', 'gpu', 'workers:0', 'workers:two', 'remote:', 'remote:host',
+                'remote:host:0', 'remote:h:1,h:1', 'remote:h:99999'):
+      with self.assertRaises(ValueError, msg=bad):
+        placement.parse_execution(bad)
+
+  def test_placements(self):
+    gpus = placement.plan_placements(2, ('GPU:0', 'GPU:1'), [0, 1])
+    self.assertEqual([p.env for p in gpus], [{'CUDA_VISIBLE_DEVICES': '0'},
+                                             {'CUDA_VISIBLE_DEVICES': '1'}])
+    self.assertEqual([p.cpus for p in gpus], [None, None])
+    shares = placement.plan_placements(2, (), [0, 1, 2, 3])
+    self.assertEqual([p.cpus for p in shares], [(0, 1), (2, 3)])
+    self.assertEqual([p.device for p in shares], ['CPU:0-1', 'CPU:2-3'])
+    self.assertEqual([p.cpus for p in placement.plan_placements(3, (), [0, 1])],
+                     [(0,), (1,), (0,)])
+    self.assertIsNone(placement.plan_placements(1, (), [0, 1])[0].cpus)
+    cpu = placement.plan_placements(1, ('CPU:1',), [0, 1])[0]
+    self.assertEqual((cpu.cpus, cpu.env), ((1,), {'CUDA_VISIBLE_DEVICES': ''}))
+    with self.assertRaisesRegex(ValueError, 'one device per worker'):
+      placement.plan_placements(2, ('GPU:0',), [0, 1])
+    with self.assertRaisesRegex(ValueError, 'not available'):
+      placement.plan_placements(1, ('CPU:7',), [0, 1])
+
+  def test_validate_flags(self):
+    self.assertIsNone(placement.validate_flags('workers:2', 'GPU:0,GPU:1'))
+    self.assertEqual(placement.validate_flags('workers:-1', '')[0], 'execution')
+    self.assertEqual(placement.validate_flags('workers:2', 'TPU:0,TPU:1')[0],
+                     'worker_devices')
+    self.assertEqual(placement.validate_flags('remote:h:1', 'GPU:0')[0],
+                     'worker_devices')
+    self.assertEqual(placement.validate_flags('local', 'GPU:0,GPU:1')[0],
+                     'worker_devices')
+
+if __name__ == '__main__':
+  absltest.main()
