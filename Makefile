@@ -10,16 +10,18 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # TFF 0.87 pins jaxlib==0.4.14, which is not on PyPI: every dependency is pinned in
-# requirements.txt (jax/jaxlib 0.4.13) and TFF itself goes in with --no-deps.
+# requirements.txt (jax/jaxlib 0.4.13) and TFF itself goes in with --no-deps. Last, the
+# project itself, editable, so `import tf_fedscale` works from any directory.
 $(STAMP): requirements.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m experiments.run --output_dir=runs/demo --overwrite
+	$(PY) -m tf_fedscale.experiments.run --output_dir=runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:warnings -p no:cacheprovider tests

@@ -1,10 +1,10 @@
 r"""How close a tf_fedscale round is to the cost of its SGD: one process, one run.
 
-  python -m experiments.benchmark                        # femnist_cnn, 100 clients
-  python -m experiments.benchmark --workload=synthetic --clients_per_round=1000 \
+  python -m tf_fedscale.experiments.benchmark                        # femnist_cnn, 100 clients
+  python -m tf_fedscale.experiments.benchmark --workload=synthetic --clients_per_round=1000 \
       --rounds=300 --what=tf_fedscale                    # memory over rounds
-  python -m experiments.benchmark --workload=population  # 2,000,000 clients
-  python -m experiments.benchmark --execution=workers:2  # any --execution
+  python -m tf_fedscale.experiments.benchmark --workload=population  # 2,000,000 clients
+  python -m tf_fedscale.experiments.benchmark --execution=workers:2  # any --execution
 
 Training workloads measure, round by round, interleaved and in rotating order
 (so a change of machine load hits all three alike), on the same model, initial weights, client
@@ -44,9 +44,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import base as task_base
-from tasks import models
-from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import algorithms
 from tf_fedscale import availability as availability_lib
@@ -57,7 +54,10 @@ from tf_fedscale import population as population_lib
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
-from traces import default as default_traces
+from tf_fedscale.tasks import base as task_base
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import synthetic
+from tf_fedscale.traces import default as default_traces
 
 WORKLOADS = ('femnist_cnn', 'synthetic', 'population')
 MEASURES = ('pure_tf', 'raw_tff', 'tf_fedscale')

@@ -1,6 +1,6 @@
 r"""Statistics of a task's federated split (FedScale's Figure 4 kind).
 
-  python -m experiments.dataset_stats --task=femnist \
+  python -m tf_fedscale.experiments.dataset_stats --task=femnist \
       --data_dir=/path/to/femnist --output_dir=runs/stats_femnist
 
 Prints the number of training and test clients, the quantiles of the
@@ -22,8 +22,8 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from tasks import registry
 from tf_fedscale import cli
+from tf_fedscale.tasks import registry
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
@@ -140,7 +140,7 @@ def format_stats(stats: dict) -> str:
 
 def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so that importing
-  this module next to experiments.run defines no duplicate flags)."""
+  this module next to tf_fedscale.experiments.run defines no duplicate flags)."""
   flags.DEFINE_string('task', None, 'Task name (tasks/registry.py).')
   flags.DEFINE_string('data_dir', '', 'Directory holding the task\'s files.')
   flags.DEFINE_string('model', '', 'Model variant (irrelevant to the statistics).')

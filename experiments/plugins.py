@@ -13,13 +13,13 @@ from typing import Any
 import ml_collections
 import tensorflow_federated as tff
 
-from tasks import base as task_base
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import feedback
 from tf_fedscale import oort
 from tf_fedscale import population as population_lib
 from tf_fedscale import selection
+from tf_fedscale.tasks import base as task_base
 
 
 class SelectorNames(tuple):

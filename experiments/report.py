@@ -1,6 +1,6 @@
 r"""Writes the report of a run directory: PNG figures and summary.md.
 
-  python -m experiments.report --run_dir=runs/demo --target_accuracy=0.2
+  python -m tf_fedscale.experiments.report --run_dir=runs/demo --target_accuracy=0.2
 """
 
 import os
@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from absl import app
 from absl import flags
 
-from experiments import reporting
 from tf_fedscale import cli
+from tf_fedscale.experiments import reporting
 
-_RUN_DIR = flags.DEFINE_string('run_dir', None, 'A directory written by experiments.run.')
+_RUN_DIR = flags.DEFINE_string('run_dir', None,
+                                'A directory written by tf_fedscale.experiments.run.')
 _TARGET = flags.DEFINE_float('target_accuracy', None,
                              'Also report when test accuracy first reached this.')
 _TIMELINE_ROUND = flags.DEFINE_integer(

@@ -1,7 +1,7 @@
 r"""Reproduces FedScale's findings as relative results, each as a CSV and a PNG.
 
-  python -m experiments.reproduce --experiment=all --output_dir=runs/reproduce
-  python -m experiments.reproduce --experiment=d --rounds=120 --task=femnist \
+  python -m tf_fedscale.experiments.reproduce --experiment=all --output_dir=runs/reproduce
+  python -m tf_fedscale.experiments.reproduce --experiment=d --rounds=120 --task=femnist \
       --data_dir=../shared/data/femnist
 
 Experiments (variants differ only where named; everything else is the
@@ -36,12 +36,12 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from experiments import config_util
-from experiments import setup
-from experiments.configs import default as default_config
 from tf_fedscale import availability
 from tf_fedscale import cli
 from tf_fedscale import population as population_lib
+from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import setup
+from tf_fedscale.experiments.configs import default as default_config
 
 _EXPERIMENT = flags.DEFINE_enum('experiment', 'all', ['a', 'b', 'c', 'd', 'e', 'all'],
                                 'Which finding to reproduce.')

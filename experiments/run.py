@@ -1,7 +1,7 @@
 r"""Runs one trace-driven federated simulation.
 
-  python -m experiments.run --output_dir=runs/demo
-  python -m experiments.run --config=experiments/configs/default.py \
+  python -m tf_fedscale.experiments.run --output_dir=runs/demo
+  python -m tf_fedscale.experiments.run --config=experiments/configs/default.py \
       --algorithm=fedyogi --clients_per_round=100 --output_dir=runs/yogi
 
 Every key of the config is also a flag; flags given on the command line win.
@@ -20,12 +20,12 @@ import ml_collections
 
 # TensorFlow must be imported before absl's app.run: Keras imported lazily
 # inside main() cannot build eager Sequential models.
-from experiments import config_util
-from experiments import reporting
-from experiments import setup
-from experiments.configs import default as default_config
 from tf_fedscale import checkpoint
 from tf_fedscale import cli
+from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import reporting
+from tf_fedscale.experiments import setup
+from tf_fedscale.experiments.configs import default as default_config
 
 _DEFAULTS = default_config.get_config()
 _HELP = {

@@ -11,10 +11,6 @@ from typing import Optional
 import ml_collections
 import tensorflow_federated as tff
 
-from experiments import config_util
-from experiments import plugins as plugins_lib
-from tasks import base as task_base
-from tasks import registry
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
@@ -28,8 +24,12 @@ from tf_fedscale import population as population_lib
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
-from traces import default as default_traces
-from traces import loader as trace_loader
+from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import plugins as plugins_lib
+from tf_fedscale.tasks import base as task_base
+from tf_fedscale.tasks import registry
+from tf_fedscale.traces import default as default_traces
+from tf_fedscale.traces import loader as trace_loader
 
 CLIENT_ACCURACY_FILE = 'client_accuracy.csv'
 ASYNC_UPDATES_FILE = 'async_updates.csv'

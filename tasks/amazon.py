@@ -16,13 +16,13 @@ import os
 
 import tensorflow as tf
 
-from tasks import base
-from tasks import common
-from tasks import fedscale_csv
-from tasks import models
-from tasks import sources
-from tasks import storage
-from tasks import text
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import fedscale_csv
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
+from tf_fedscale.tasks import text
 
 MODELS = ('lstm',)
 PUBLISHED = ('FedScale: https://github.com/SymbioticLab/FedScale/tree/master/benchmark/dataset '

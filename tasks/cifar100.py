@@ -15,12 +15,12 @@ Elements are `(float32 [crop, crop, 3], int32 fine label)`.
 
 import tensorflow as tf
 
-from tasks import base
-from tasks import common
-from tasks import models
-from tasks import sources
-from tasks import tfds_source
-from tasks import tff_sqlite
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import tfds_source
+from tf_fedscale.tasks import tff_sqlite
 
 MODELS = ('resnet18', 'cnn')
 NUM_CLASSES = 100

@@ -6,8 +6,8 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from tasks import base
-from tasks import sources
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import sources
 
 ElementFn = Callable[[Any], tuple[tf.Tensor, tf.Tensor]]
 

@@ -27,8 +27,8 @@ from typing import Optional
 
 import numpy as np
 
-from tasks import sources
-from tasks import storage
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
 
 MAPPING_DIR = 'client_data_mapping'
 SPLITS = ('train', 'test')

@@ -14,13 +14,13 @@ Models: `cnn` (the FedAvg / Adaptive FedOpt CNN, the default) and `resnet18`
 
 import tensorflow as tf
 
-from tasks import base
-from tasks import common
-from tasks import fedscale_csv
-from tasks import leaf
-from tasks import models
-from tasks import sources
-from tasks import tff_sqlite
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import fedscale_csv
+from tf_fedscale.tasks import leaf
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import tff_sqlite
 
 MODELS = ('cnn', 'resnet18')
 PUBLISHED = ('LEAF FEMNIST: https://github.com/TalwalkarLab/leaf (data/femnist/preprocess.sh); '

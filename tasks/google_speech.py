@@ -14,12 +14,12 @@ Models: `resnet34` (FedScale's, group norm), `resnet18`, `cnn`.
 
 import tensorflow as tf
 
-from tasks import audio
-from tasks import base
-from tasks import common
-from tasks import fedscale_csv
-from tasks import models
-from tasks import sources
+from tf_fedscale.tasks import audio
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import fedscale_csv
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
 
 # FedScale's fedscale/dataloaders/speech.py CLASSES, in its order.
 CLASSES = ('up', 'two', 'sheila', 'zero', 'yes', 'five', 'one', 'happy', 'marvin', 'no',

@@ -31,8 +31,8 @@ from typing import Any, Optional
 from absl import logging
 import numpy as np
 
-from tasks import sources
-from tasks import storage
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
 
 PUBLISHED = 'https://github.com/TalwalkarLab/leaf (run its preprocess.sh)'
 SPLITS = ('train', 'test')

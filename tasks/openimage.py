@@ -16,12 +16,12 @@ batch norm; FedScale's ShuffleNetV2 is not in tf.keras), `resnet18`, and
 
 import tensorflow as tf
 
-from tasks import base
-from tasks import common
-from tasks import fedscale_csv
-from tasks import models
-from tasks import sources
-from tasks import storage
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import fedscale_csv
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
 
 MODELS = ('mobilenet_v2', 'resnet18', 'cnn')
 MEAN = (0.4914, 0.4822, 0.4465)

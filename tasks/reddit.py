@@ -21,13 +21,13 @@ import os
 import pickle
 
 
-from tasks import base
-from tasks import common
-from tasks import leaf
-from tasks import models
-from tasks import sources
-from tasks import storage
-from tasks import text
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import leaf
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
+from tf_fedscale.tasks import text
 
 PUBLISHED = ('FedScale: https://github.com/SymbioticLab/FedScale/tree/master/benchmark/dataset '
              '(reddit; originally the pushshift.io Reddit dump)')

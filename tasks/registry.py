@@ -3,7 +3,7 @@
 Each `TaskSpec` knows how to build its task, its model variants (the first is
 the default), its task options with their defaults, and `defaults`: the
 hyper-parameters of the task's published benchmark configuration, which
-`experiments.setup.apply_task_defaults` applies to every setting the user did
+`tf_fedscale.experiments.setup.apply_task_defaults` applies to every setting the user did
 not set.
 """
 
@@ -12,17 +12,17 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tasks import amazon
-from tasks import base
-from tasks import cifar100
-from tasks import femnist
-from tasks import google_speech
-from tasks import openimage
-from tasks import reddit
-from tasks import shakespeare
-from tasks import stackoverflow
-from tasks import synthetic
-from tasks import tfds_task
+from tf_fedscale.tasks import amazon
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import cifar100
+from tf_fedscale.tasks import femnist
+from tf_fedscale.tasks import google_speech
+from tf_fedscale.tasks import openimage
+from tf_fedscale.tasks import reddit
+from tf_fedscale.tasks import shakespeare
+from tf_fedscale.tasks import stackoverflow
+from tf_fedscale.tasks import synthetic
+from tf_fedscale.tasks import tfds_task
 
 TaskBuilder = Callable[..., base.Task]
 

@@ -18,14 +18,14 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tasks import base
-from tasks import common
-from tasks import leaf
-from tasks import models
-from tasks import sources
-from tasks import storage
-from tasks import text
-from tasks import tff_sqlite
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import leaf
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
+from tf_fedscale.tasks import text
+from tf_fedscale.tasks import tff_sqlite
 
 PUBLISHED = ('LEAF: https://github.com/TalwalkarLab/leaf (data/shakespeare/preprocess.sh); '
              'TFF: https://storage.googleapis.com/tff-datasets-public/shakespeare.sqlite.lzma')

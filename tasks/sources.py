@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import storage
+from tf_fedscale.tasks import storage
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -23,12 +23,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tasks import base
-from tasks import common
-from tasks import models
-from tasks import sources
-from tasks import text
-from tasks import tff_sqlite
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import text
+from tf_fedscale.tasks import tff_sqlite
 
 NWP_MODELS = ('lstm',)
 TAG_MODELS = ('logistic',)

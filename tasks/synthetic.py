@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import base
+from tf_fedscale.tasks import base
 
 NUM_FEATURES = 60
 NUM_CLASSES = 10

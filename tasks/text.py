@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import tensorflow as tf
 
-from tasks import storage
+from tf_fedscale.tasks import storage
 
 # The 86 characters of TFF's Shakespeare tasks (Reddi et al., 2021).
 SHAKESPEARE_CHARS = list(

@@ -19,9 +19,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tasks import partition as partition_lib
-from tasks import sources
-from tasks import storage
+from tf_fedscale.tasks import partition as partition_lib
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
 
 PUBLISHED = 'https://www.tensorflow.org/datasets/catalog/overview'
 

@@ -13,12 +13,12 @@ dataset's shape) or `resnet18` (group norm).
 
 import tensorflow as tf
 
-from tasks import base
-from tasks import common
-from tasks import models
-from tasks import sources
-from tasks import storage
-from tasks import tfds_source
+from tf_fedscale.tasks import base
+from tf_fedscale.tasks import common
+from tf_fedscale.tasks import models
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
+from tf_fedscale.tasks import tfds_source
 
 MODELS = ('cnn', 'resnet18')
 

@@ -19,8 +19,8 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tasks import sources
-from tasks import storage
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
 
 _BUCKET = 'https://storage.googleapis.com/tff-datasets-public'
 

@@ -12,7 +12,6 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
-from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
@@ -24,6 +23,7 @@ from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
 from tf_fedscale import selection
 from tf_fedscale import simulation
+from tf_fedscale.tasks import synthetic
 
 
 def setUpModule():

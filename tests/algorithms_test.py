@@ -6,13 +6,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import synthetic
 from tf_fedscale import algorithms
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import payload
 from tf_fedscale import qffl
 from tf_fedscale import runtime
 from tf_fedscale import simulation
+from tf_fedscale.tasks import synthetic
 
 CLIENTS = ['0', '3', '5', '8', '11', '14']
 SERVER_LR = {'fedadam': 0.05, 'fedyogi': 0.05, 'fedadagrad': 0.05, 'fedsgd': 0.5}

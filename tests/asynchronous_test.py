@@ -10,7 +10,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import asynchronous
 from tf_fedscale import availability
@@ -20,6 +19,7 @@ from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
+from tf_fedscale.tasks import synthetic
 
 
 def setUpModule():

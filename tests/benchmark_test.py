@@ -1,4 +1,4 @@
-"""`python -m experiments.benchmark` on tiny workloads: its JSON lines and exit."""
+"""`python -m tf_fedscale.experiments.benchmark` on tiny workloads: its JSON lines and exit."""
 
 import json
 import os
@@ -17,7 +17,7 @@ KEYS = ('workload', 'what', 'clients_per_round', 'round', 'seconds')
 def _benchmark(*args, marker='unused'):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', TF_FEDSCALE_TEST_MARKER=marker)
   env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-  result = subprocess.run([sys.executable, '-m', 'experiments.benchmark', *args],
+  result = subprocess.run([sys.executable, '-m', 'tf_fedscale.experiments.benchmark', *args],
                           cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
   lines = [json.loads(l) for l in result.stdout.splitlines() if l.startswith('{')]

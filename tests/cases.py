@@ -19,9 +19,6 @@ from absl.testing import absltest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tasks import fixtures
-from tasks import registry
-from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import availability
 from tf_fedscale import evaluation
@@ -31,6 +28,9 @@ from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
+from tf_fedscale.tasks import fixtures
+from tf_fedscale.tasks import registry
+from tf_fedscale.tasks import synthetic
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,9 +9,9 @@ import tempfile
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from experiments import config_util
-from experiments import setup
-from experiments.configs import default as default_config
+from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import setup
+from tf_fedscale.experiments.configs import default as default_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +57,7 @@ class EndToEndTest(absltest.TestCase):
     output_dir = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), 'out')
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-    args = [sys.executable, '-m', 'experiments.run', f'--output_dir={output_dir}',
+    args = [sys.executable, '-m', 'tf_fedscale.experiments.run', f'--output_dir={output_dir}',
             '--rounds=2', '--clients_per_round=5', '--eval_every=2', '--eval_clients=10',
             '--local_steps=2', '--selector=oort', '--aggregator=dp',
             '--noise_multiplier=0.8']

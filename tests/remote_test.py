@@ -11,11 +11,11 @@ import numpy as np
 import portpicker
 import tensorflow_federated as tff
 
-from tasks import synthetic
 from tf_fedscale import local_work
 from tf_fedscale import runtime
 from tf_fedscale import simulation
 from tf_fedscale import worker_pool
+from tf_fedscale.tasks import synthetic
 from tests import cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

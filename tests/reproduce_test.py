@@ -1,4 +1,4 @@
-"""End-to-end test of `python -m experiments.reproduce` (sync vs async, tiny)."""
+"""End-to-end test of `python -m tf_fedscale.experiments.reproduce` (sync vs async, tiny)."""
 
 import csv
 import os
@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _reproduce(*args: str) -> subprocess.CompletedProcess:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-  return subprocess.run([sys.executable, '-m', 'experiments.reproduce', *args],
+  return subprocess.run([sys.executable, '-m', 'tf_fedscale.experiments.reproduce', *args],
                         cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=900)
 

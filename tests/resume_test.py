@@ -23,7 +23,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, '-m', 'experiments.run', *args], cwd=ROOT,
+  return subprocess.run([sys.executable, '-m', 'tf_fedscale.experiments.run', *args], cwd=ROOT,
                         env=_env(), capture_output=True, text=True, timeout=600)
 
 
@@ -60,7 +60,7 @@ class ResumeTest(absltest.TestCase):
   def test_sigkill_mid_run_then_resume_gives_the_same_results(self):
     run_dir = os.path.join(self.tmp, 'killed')
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'experiments.run', f'--output_dir={run_dir}', *SMALL],
+        [sys.executable, '-m', 'tf_fedscale.experiments.run', f'--output_dir={run_dir}', *SMALL],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
       for line in proc.stdout:
@@ -124,7 +124,7 @@ class ResumeTest(absltest.TestCase):
       self.assertGreater(os.path.getsize(os.path.join(report, name)), 100, name)
     self.assertTrue(any(n.startswith('timeline_round_') for n in os.listdir(report)))
     result = subprocess.run(
-        [sys.executable, '-m', 'experiments.report', f'--run_dir={self.reference}',
+        [sys.executable, '-m', 'tf_fedscale.experiments.report', f'--run_dir={self.reference}',
          '--target_accuracy=0.05', '--timeline_round=1'],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])

@@ -1,4 +1,4 @@
-"""End-to-end tests of `python -m experiments.run`: a run, bad input, signals."""
+"""End-to-end tests of `python -m tf_fedscale.experiments.run`: a run, bad input, signals."""
 
 import csv
 import os
@@ -26,7 +26,7 @@ def _env(marker: str = 'unused') -> dict[str, str]:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, '-m', 'experiments.run', *args],
+  return subprocess.run([sys.executable, '-m', 'tf_fedscale.experiments.run', *args],
                         cwd=ROOT, env=_env(), capture_output=True, text=True,
                         timeout=600)
 
@@ -101,7 +101,7 @@ class RunTest(parameterized.TestCase):
   def test_no_worker_survives_a_signal(self, signum):
     marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'experiments.run', f'--output_dir={self.output_dir}',
+        [sys.executable, '-m', 'tf_fedscale.experiments.run', f'--output_dir={self.output_dir}',
          '--rounds=1000', '--clients_per_round=5', '--eval_clients=10'],
         cwd=ROOT, env=_env(marker), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True)

@@ -8,7 +8,6 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import algorithms
 from tf_fedscale import availability
@@ -19,6 +18,7 @@ from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
 from tf_fedscale import selection
 from tf_fedscale import simulation
+from tf_fedscale.tasks import synthetic
 
 
 def setUpModule():

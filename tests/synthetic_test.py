@@ -1,9 +1,9 @@
-"""Tests for tasks.synthetic."""
+"""Tests for tf_fedscale.tasks.synthetic."""
 
 from absl.testing import absltest
 import numpy as np
 
-from tasks import synthetic
+from tf_fedscale.tasks import synthetic
 
 
 def _pairs(client_data, client_id):

@@ -11,15 +11,15 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tasks import audio
-from tasks import fedscale_csv
-from tasks import fixtures
-from tasks import leaf
-from tasks import partition
-from tasks import sources
-from tasks import storage
-from tasks import tfds_source
-from tasks import tff_sqlite
+from tf_fedscale.tasks import audio
+from tf_fedscale.tasks import fedscale_csv
+from tf_fedscale.tasks import fixtures
+from tf_fedscale.tasks import leaf
+from tf_fedscale.tasks import partition
+from tf_fedscale.tasks import sources
+from tf_fedscale.tasks import storage
+from tf_fedscale.tasks import tfds_source
+from tf_fedscale.tasks import tff_sqlite
 
 
 def _elements(split: sources.ClientSplit, client_id: str) -> list:

@@ -10,9 +10,9 @@ import os
 from absl.testing import absltest
 import numpy as np
 
-from tasks import fedscale_csv
-from tasks import leaf
-from tasks import storage
+from tf_fedscale.tasks import fedscale_csv
+from tf_fedscale.tasks import leaf
+from tf_fedscale.tasks import storage
 from tests import cases
 
 
@@ -83,7 +83,7 @@ class RealDataTest(cases.SharedDataTestCase):
     counts = mapping.counts()
     self.assertEqual((counts.min(), counts.max()), (16, 316))
     self.assertLen(set(mapping.label_names), 35)
-    from tasks import google_speech  # pylint: disable=g-import-not-at-top
+    from tf_fedscale.tasks import google_speech  # pylint: disable=g-import-not-at-top
     (ids,) = fedscale_csv.label_ids_from_names([mapping], google_speech.CLASSES)
     self.assertEqual(ids.max(), 34)
 

@@ -10,8 +10,8 @@ Skips cleanly when ../shared is absent (e.g. under bazel's sandbox).
 from absl.testing import absltest
 import numpy as np
 
-from tasks import leaf
-from tasks import registry
+from tf_fedscale.tasks import leaf
+from tf_fedscale.tasks import registry
 from tests import cases
 
 

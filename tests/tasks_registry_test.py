@@ -1,4 +1,4 @@
-"""Tests for tasks.registry and the task wiring of the experiment binaries:
+"""Tests for tf_fedscale.tasks.registry and the task wiring of the experiment binaries:
 options, models, default hyper-parameters, and missing-data errors."""
 
 import os
@@ -9,10 +9,10 @@ import tempfile
 from absl import flags
 from absl.testing import absltest
 
-from experiments import config_util
-from experiments import setup
-from experiments.configs import default as default_config
-from tasks import registry
+from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import setup
+from tf_fedscale.experiments.configs import default as default_config
+from tf_fedscale.tasks import registry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,7 +108,7 @@ class TaskDefaultsTest(absltest.TestCase):
     self.assertEqual(setup.apply_task_defaults(unknown, set()).to_dict(), unknown.to_dict())
 
   def test_run_applies_defaults_under_flags(self):
-    from experiments import run  # pylint: disable=g-import-not-at-top
+    from tf_fedscale.experiments import run  # pylint: disable=g-import-not-at-top
     try:
       flags.FLAGS(['run', '--task=shakespeare', '--batch_size=7'])
       config = run.resolve_config()
@@ -122,7 +122,7 @@ class TaskDefaultsTest(absltest.TestCase):
     root = self.enterContext(tempfile.TemporaryDirectory())
     out = os.path.join(root, 'out')
     result = subprocess.run(
-        [sys.executable, '-m', 'experiments.run', '--task=google_speech',
+        [sys.executable, '-m', 'tf_fedscale.experiments.run', '--task=google_speech',
          f'--data_dir={root}', f'--output_dir={out}', f'--cache_dir={root}'],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))

@@ -7,8 +7,8 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tasks import fixtures
-from tasks import shakespeare
+from tf_fedscale.tasks import fixtures
+from tf_fedscale.tasks import shakespeare
 from tests import cases
 
 

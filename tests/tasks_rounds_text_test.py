@@ -8,7 +8,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tasks import fixtures
+from tf_fedscale.tasks import fixtures
 from tests import cases
 
 

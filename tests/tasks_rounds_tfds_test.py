@@ -8,8 +8,8 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tasks import fixtures
-from tasks import registry
+from tf_fedscale.tasks import fixtures
+from tf_fedscale.tasks import registry
 from tests import cases
 
 

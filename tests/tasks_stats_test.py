@@ -1,4 +1,4 @@
-"""Tests for experiments.dataset_stats."""
+"""Tests for tf_fedscale.experiments.dataset_stats."""
 
 import json
 import os
@@ -11,9 +11,9 @@ import numpy as np
 from scipy.spatial import distance
 import tensorflow as tf
 
-from experiments import dataset_stats
-from tasks import fixtures
-from tasks import registry
+from tf_fedscale.experiments import dataset_stats
+from tf_fedscale.tasks import fixtures
+from tf_fedscale.tasks import registry
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,7 @@ class DatasetStatsTest(absltest.TestCase):
     fixtures.write_leaf_shakespeare(data)
     out = os.path.join(root, 'out')
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-    command = [sys.executable, '-m', 'experiments.dataset_stats', '--task=shakespeare',
+    command = [sys.executable, '-m', 'tf_fedscale.experiments.dataset_stats', '--task=shakespeare',
                f'--cache_dir={root}', f'--output_dir={out}']
     result = subprocess.run(command + [f'--data_dir={data}'], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=300)

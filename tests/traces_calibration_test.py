@@ -14,10 +14,10 @@ import os
 from absl.testing import absltest
 import numpy as np
 
-from traces import calibrate
-from traces import calibrated
-from traces import default
-from traces import stats
+from tf_fedscale.traces import calibrate
+from tf_fedscale.traces import calibrated
+from tf_fedscale.traces import default
+from tf_fedscale.traces import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, '..', 'shared')

@@ -1,4 +1,4 @@
-"""Tests for traces.default: determinism, the published shape of the default
+"""Tests for tf_fedscale.traces.default: determinism, the published shape of the default
 population, and its fit to the FLASH quantiles committed in traces/calibrated.py.
 
 Tolerances (20,000 devices; sampling error is a few percent):
@@ -20,10 +20,10 @@ Tolerances (20,000 devices; sampling error is a few percent):
 from absl.testing import absltest
 import numpy as np
 
-from traces import calibrated
-from traces import default
-from traces import slots
-from traces import stats
+from tf_fedscale.traces import calibrated
+from tf_fedscale.traces import default
+from tf_fedscale.traces import slots
+from tf_fedscale.traces import stats
 
 N = 20_000
 

@@ -10,11 +10,11 @@ import types
 from absl.testing import absltest
 import numpy as np
 
-from experiments import config_util
-from experiments import setup
-from experiments.configs import default as default_config
-from traces import default
-from traces import formats
+from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import setup
+from tf_fedscale.experiments.configs import default as default_config
+from tf_fedscale.traces import default
+from tf_fedscale.traces import formats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,7 +87,7 @@ class TraceFlagsTest(absltest.TestCase):
       f.write(b'PK\x03\x04truncated')
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
     result = subprocess.run(
-        [sys.executable, '-m', 'experiments.run', f'--device_trace={bad}',
+        [sys.executable, '-m', 'tf_fedscale.experiments.run', f'--device_trace={bad}',
          f'--output_dir={self.dir}/out'], cwd=ROOT, env=env, capture_output=True,
         text=True, timeout=600)
     self.assertEqual(result.returncode, 2, result.stderr[-2000:])

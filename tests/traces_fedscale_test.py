@@ -1,4 +1,4 @@
-"""Tests for traces.fedscale (FedScale's pickles) and the traces.convert CLI."""
+"""Tests for tf_fedscale.traces.fedscale (FedScale's pickles) and the traces.convert CLI."""
 
 import datetime
 import os
@@ -11,9 +11,9 @@ from absl.testing import absltest
 import numpy as np
 
 from tf_fedscale import population as population_lib
-from traces import fedscale
-from traces import formats
-from traces import loader
+from tf_fedscale.traces import fedscale
+from tf_fedscale.traces import formats
+from tf_fedscale.traces import loader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -166,7 +166,7 @@ class ConvertTest(absltest.TestCase):
 
   def _convert(self, *args):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, '-m', 'traces.convert', *args], cwd=ROOT,
+    return subprocess.run([sys.executable, '-m', 'tf_fedscale.traces.convert', *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
 
   def test_pickles_to_native_and_back_to_the_same_traces(self):

@@ -1,4 +1,4 @@
-"""Tests for traces.formats (the native format) and traces.loader."""
+"""Tests for tf_fedscale.traces.formats (the native format) and tf_fedscale.traces.loader."""
 
 import os
 import tempfile
@@ -10,9 +10,9 @@ import numpy as np
 
 from tf_fedscale import availability as availability_lib
 from tf_fedscale import population as population_lib
-from traces import default
-from traces import formats
-from traces import loader
+from tf_fedscale.traces import default
+from tf_fedscale.traces import formats
+from tf_fedscale.traces import loader
 
 WEEK = availability_lib.SECONDS_PER_WEEK
 

@@ -1,4 +1,4 @@
-"""Tests for the traces.inspect CLI: summary text and non-empty PNGs."""
+"""Tests for the tf_fedscale.traces.inspect CLI: summary text and non-empty PNGs."""
 
 import os
 import subprocess
@@ -9,10 +9,10 @@ from absl.testing import absltest
 import numpy as np
 
 from tf_fedscale import availability as availability_lib
-from traces import default
-from traces import formats
-from traces import inspect as inspect_lib
-from traces import stats
+from tf_fedscale.traces import default
+from tf_fedscale.traces import formats
+from tf_fedscale.traces import inspect as inspect_lib
+from tf_fedscale.traces import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -20,7 +20,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 def _inspect(*args: str) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND='Agg')
-  return subprocess.run([sys.executable, '-m', 'traces.inspect', *args], cwd=ROOT,
+  return subprocess.run([sys.executable, '-m', 'tf_fedscale.traces.inspect', *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -1,6 +1,6 @@
 r"""Converts trace files to the native format (traces/formats.py).
 
-  python -m traces.convert \
+  python -m tf_fedscale.traces.convert \
       --device_trace=client_device_capacity --device_out=devices.npz \
       --availability_trace=client_behave_trace --availability_out=availability.npz
 
@@ -16,8 +16,8 @@ from absl import app
 from absl import flags
 
 from tf_fedscale import cli
-from traces import formats
-from traces import loader
+from tf_fedscale.traces import formats
+from tf_fedscale.traces import loader
 
 
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from tf_fedscale import availability as availability_lib
 from tf_fedscale import population as population_lib
-from traces import calibrated
-from traces import slots as slots_lib
+from tf_fedscale.traces import calibrated
+from tf_fedscale.traces import slots as slots_lib
 
 DAY_S = 24 * 3600
 WEEK_S = availability_lib.SECONDS_PER_WEEK

@@ -1,10 +1,10 @@
 """FedScale's two pickled trace files, read into our traces.
 
 Unpickling is code execution. These files are read only from a path the user
-named (`--device_trace`, `--availability_trace`, `traces.convert`), never by
+named (`--device_trace`, `--availability_trace`, `tf_fedscale.traces.convert`), never by
 default, and through an unpickler that refuses every global except plain
 containers and numpy scalars/arrays, so a crafted file fails instead of running
-code. Convert them once with `python -m traces.convert` and use the native
+code. Convert them once with `python -m tf_fedscale.traces.convert` and use the native
 format (traces/formats.py) afterwards.
 
 `client_device_capacity`: {client_id: {'computation': ms per sample,
@@ -33,8 +33,8 @@ import numpy as np
 
 from tf_fedscale import availability as availability_lib
 from tf_fedscale import population as population_lib
-from traces import slots as slots_lib
-from traces.formats import TraceError
+from tf_fedscale.traces import slots as slots_lib
+from tf_fedscale.traces.formats import TraceError
 
 CAPACITY_KEYS = ('computation', 'communication')
 BEHAVE_KEYS = ('active', 'inactive', 'finish_time')

@@ -1,13 +1,13 @@
 r"""Summarises a device and an availability trace and plots them.
 
-  python -m traces.inspect --device_trace=devices.npz \
+  python -m tf_fedscale.traces.inspect --device_trace=devices.npz \
       --availability_trace=availability.npz --output_dir=runs/traces
-  python -m traces.inspect --num_devices=100000      # the default generator
+  python -m tf_fedscale.traces.inspect --num_devices=100000      # the default generator
 
 Prints quantiles of compute and bandwidth, the fraction online by hour of the
 week and slot-length quantiles, and writes compute_cdf.png, bandwidth_cdf.png,
 online_fraction.png and slot_length_cdf.png into --output_dir. Run it as a
-module (`python -m traces.inspect`): as a script its directory would shadow the
+module (`python -m tf_fedscale.traces.inspect`): as a script its directory would shadow the
 standard library's `inspect`.
 """
 
@@ -25,10 +25,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from tf_fedscale import availability as availability_lib  # pylint: disable=g-import-not-at-top
 from tf_fedscale import cli  # pylint: disable=g-import-not-at-top
 from tf_fedscale import population as population_lib  # pylint: disable=g-import-not-at-top
-from traces import default  # pylint: disable=g-import-not-at-top
-from traces import loader  # pylint: disable=g-import-not-at-top
-from traces import stats  # pylint: disable=g-import-not-at-top
-from traces.formats import TraceError  # pylint: disable=g-import-not-at-top
+from tf_fedscale.traces import default  # pylint: disable=g-import-not-at-top
+from tf_fedscale.traces import loader  # pylint: disable=g-import-not-at-top
+from tf_fedscale.traces import stats  # pylint: disable=g-import-not-at-top
+from tf_fedscale.traces.formats import TraceError  # pylint: disable=g-import-not-at-top
 
 PLOTS = ('compute_cdf.png', 'bandwidth_cdf.png', 'online_fraction.png',
          'slot_length_cdf.png')

@@ -5,9 +5,9 @@ import os
 
 from tf_fedscale import availability as availability_lib
 from tf_fedscale import population as population_lib
-from traces import fedscale
-from traces import formats
-from traces.formats import TraceError
+from tf_fedscale.traces import fedscale
+from tf_fedscale.traces import formats
+from tf_fedscale.traces.formats import TraceError
 
 
 def _check_file(path: str) -> None:

@@ -1,6 +1,7 @@
 """Summary statistics of device and availability traces (pure numpy).
 
-Shared by `traces.inspect` (the CLI), `traces.calibrate` (the fit) and the tests.
+Shared by `tf_fedscale.traces.inspect` (the CLI), `tf_fedscale.traces.calibrate` (the fit)
+and the tests.
 """
 
 from collections.abc import Sequence

@@ -11,7 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       task='synthetic',
       data_dir='',
-      # Task details (tasks/registry.py). experiments.run also gives the task's
+      # Task details (tasks/registry.py). tf_fedscale.experiments.run also gives the task's
       # published hyper-parameters to every setting not set explicitly.
       model='',
       min_samples=1,
