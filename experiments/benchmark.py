@@ -326,12 +326,13 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
     if 'tf_fedscale' in what:
       sim = build_tf_fedscale(task, work, _CLIENT_LR.value, clients_per_round,
                               _SEED.value, initial)
-      execution.protect(sim)
       sim_state = [sim.initialize()]
 
       def sim_step(r):
-        del r
-        sim_state[0], record = sim.run_round(sim_state[0])
+        sim_state[0], result = execution.call(sim.run_round, sim_state[0],
+                                              description=f'round {r}')
+        execution.recycle_grown_workers(f'after round {r}')
+        record = result.metrics
         if record['completed'] != clients_per_round:
           raise RuntimeError(f'{record["completed"]} clients trained, expected '
                              f'{clients_per_round}.')
@@ -422,16 +423,18 @@ def run_population(num_clients: int, clients_per_round: int, rounds: int,
   accountant = accounting.LatencyAccountant(pop, clients_per_round=clients_per_round)
   bytes_down, bytes_up = 1_000_000, 1_000_000
   per_round = []
+  virtual_time_s = 0.0
   for round_num in range(1, rounds + 1):
     t = time.perf_counter()
     rng = np.random.default_rng([seed, round_num])
-    candidates = selector.select(round_num, accountant.virtual_time_s, pop, rng)
+    candidates = selector.select(round_num, virtual_time_s, pop, rng)
     while not len(candidates):  # nobody online: idle, as Simulation does
-      accountant.virtual_time_s += 60.0
-      candidates = selector.select(round_num, accountant.virtual_time_s, pop, rng)
+      virtual_time_s += 60.0
+      candidates = selector.select(round_num, virtual_time_s, pop, rng)
     outcome = accountant.account(round_num, candidates,
                                  work.samples(pop.num_examples[candidates]),
-                                 bytes_down, bytes_up)
+                                 bytes_down, bytes_up, start_time_s=virtual_time_s)
+    virtual_time_s += outcome.duration_s
     selector.observe(round_num, selection.RoundFeedback.from_outcome(outcome))
     completed_ids = [pop.client_ids[c] for c in outcome.completed]
     seconds = time.perf_counter() - t

@@ -105,9 +105,9 @@ class Experiment:
         hooks=plugins.hooks,
         release_managers=(metrics.build_release_managers(output_dir, config.tensorboard)
                           if output_dir else ()),
-        timeline=(metrics.TimelineWriter(os.path.join(output_dir, 'clients.csv'),
-                                         self.population.client_ids)
-                  if output_dir else None),
+        client_log=(metrics.ClientLog(os.path.join(output_dir, 'clients.csv'),
+                                      metrics.TIMELINE_COLUMNS)
+                    if output_dir else None),
     )
 
   def initial_model_weights(self) -> tff.learning.models.ModelWeights:
@@ -128,10 +128,9 @@ class Experiment:
       if self.config.mode == 'async':
         return self.run_async(output_dir, on_round, checkpointer, resume, pool.call)
       sim = self.build_simulation(output_dir)
-      pool.protect(sim)
       state = sim.restore(checkpointer) if resume else None
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
-                      checkpointer)
+                      checkpointer, executor=pool)
       if output_dir:
         self.write_client_accuracy(sim.model_weights(state.process_state),
                                    os.path.join(output_dir, CLIENT_ACCURACY_FILE))

@@ -38,12 +38,12 @@ class AccountingTest(absltest.TestCase):
     # 100 samples x 10 ms x 3 (forward + backward) = 3 s of compute.
     pop = _population([10.0], [1000.0], [500.0])
     acc = accounting.LatencyAccountant(pop, clients_per_round=1)
-    out = acc.account(1, [0], [100], bytes_down=4 * MB, bytes_up=4 * MB)
+    out = acc.account(1, [0], [100], bytes_down=4 * MB, bytes_up=4 * MB,
+                      start_time_s=0.0)
     self.assertAlmostEqual(out.download_s[0], 32.0, places=4)
     self.assertAlmostEqual(out.compute_s[0], 3.0, places=4)
     self.assertAlmostEqual(out.upload_s[0], 64.0, places=4)
     self.assertAlmostEqual(out.duration_s, 99.0, places=4)
-    self.assertAlmostEqual(acc.virtual_time_s, 99.0, places=4)
     self.assertEqual(out.status[0], Status.COMPLETED)
     self.assertEqual(out.bytes_down[0], 4 * MB)
     self.assertEqual(out.bytes_up[0], 4 * MB)
@@ -53,7 +53,8 @@ class AccountingTest(absltest.TestCase):
     pop = _population([0.0, 0.0], [1000.0] * 2, [1000.0] * 2,
                       slots=[(0, 1000), (0, 40)])
     acc = accounting.LatencyAccountant(pop, clients_per_round=2)
-    out = acc.account(1, [0, 1], [0, 0], bytes_down=4 * MB, bytes_up=4 * MB)
+    out = acc.account(1, [0, 1], [0, 0], bytes_down=4 * MB, bytes_up=4 * MB,
+                      start_time_s=0.0)
     np.testing.assert_array_equal(out.status, [Status.COMPLETED, Status.DROPPED_OFFLINE])
     np.testing.assert_array_equal(out.completed, [0])
     self.assertAlmostEqual(out.end_s[1], 40.0)
@@ -65,7 +66,8 @@ class AccountingTest(absltest.TestCase):
   def test_overcommit_keeps_the_fastest(self):
     pop = _population([10.0, 40.0, 20.0, 30.0], [1e9] * 4, [1e9] * 4)
     acc = accounting.LatencyAccountant(pop, clients_per_round=2)
-    out = acc.account(1, [0, 1, 2, 3], [100] * 4, bytes_down=0, bytes_up=0)
+    out = acc.account(1, [0, 1, 2, 3], [100] * 4, bytes_down=0, bytes_up=0,
+                      start_time_s=0.0)
     np.testing.assert_array_equal(
         out.status, [Status.COMPLETED, Status.STRAGGLER, Status.COMPLETED, Status.STRAGGLER])
     self.assertAlmostEqual(out.duration_s, 6.0, places=4)  # client 2: 100 x 20 ms x 3
@@ -74,20 +76,26 @@ class AccountingTest(absltest.TestCase):
   def test_deadline_cuts_slow_clients(self):
     pop = _population([10.0, 40.0], [1e9] * 2, [1e9] * 2)
     acc = accounting.LatencyAccountant(pop, deadline_s=5.0)
-    out = acc.account(1, [0, 1], [100, 100], bytes_down=0, bytes_up=0)
+    out = acc.account(1, [0, 1], [100, 100], bytes_down=0, bytes_up=0,
+                      start_time_s=0.0)
     np.testing.assert_array_equal(out.status, [Status.COMPLETED, Status.MISSED_DEADLINE])
     self.assertEqual(out.duration_s, 5.0)
 
-  def test_clock_advances_across_rounds_and_slots(self):
+  def test_rounds_are_timed_from_the_given_start(self):
     # Online only in [0, 50): round 1 takes 30 s, round 2 would end at 60 s.
     pop = _population([100.0], [1e9], [1e9], slots=[(0, 50)])
     acc = accounting.LatencyAccountant(pop, clients_per_round=1)
-    first = acc.account(1, [0], [100], bytes_down=0, bytes_up=0)
+    first = acc.account(1, [0], [100], bytes_down=0, bytes_up=0, start_time_s=0.0)
     self.assertEqual(first.status[0], Status.COMPLETED)
-    second = acc.account(2, [0], [100], bytes_down=0, bytes_up=0)
+    self.assertAlmostEqual(first.duration_s, 30.0, places=4)
+    second = acc.account(2, [0], [100], bytes_down=0, bytes_up=0,
+                         start_time_s=first.start_time_s + first.duration_s)
     self.assertEqual(second.start_time_s, 30.0)
     self.assertEqual(second.status[0], Status.DROPPED_OFFLINE)
-    self.assertAlmostEqual(acc.virtual_time_s, 50.0, places=4)
+    self.assertAlmostEqual(second.start_time_s + second.duration_s, 50.0, places=4)
+    # Pure: timing round 1 again gives round 1 again.
+    again = acc.account(1, [0], [100], bytes_down=0, bytes_up=0, start_time_s=0.0)
+    self.assertEqual(again.duration_s, first.duration_s)
 
   def test_needs_a_way_to_end_rounds(self):
     with self.assertRaisesRegex(ValueError, 'clients_per_round, deadline_s'):

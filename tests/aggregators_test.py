@@ -150,8 +150,9 @@ class SimulationChargesTest(absltest.TestCase):
         payload_bytes=algorithms.payload_bytes('fedavg', model_fn, agg.upload_nbytes),
         release_managers=metrics.build_release_managers(output_dir) if output_dir else (),
         hooks=hooks)
-    _, record = sim.run_round(sim.initialize())
-    return record
+    _, result = sim.run_round(sim.initialize())
+    sim.publish(1, result)
+    return result.metrics
 
   def test_accountant_charges_the_encoded_upload(self):
     agg = aggregators.build_aggregator('quantize', quantization_bits=8)

@@ -31,7 +31,7 @@ def tearDownModule():
   _WORKER.stop()
 
 
-class ScheduleSelector(selection.Selector):
+class ScheduleSelector(selection.BaseSelector):
   """Round r invites schedule[r - 1]."""
 
   def __init__(self, schedule):

@@ -33,7 +33,7 @@ def tearDownModule():
   _WORKER.stop()
 
 
-class FixedSelector(selection.Selector):
+class FixedSelector(selection.BaseSelector):
 
   def __init__(self, clients, clients_per_round):
     super().__init__(clients_per_round, overcommit=len(clients) / clients_per_round)
@@ -69,7 +69,8 @@ class ReviseOutcomeTest(absltest.TestCase):
     self.pop = _population([1000 / 3, 2000 / 3, 3000 / 3, 4000 / 3, 5000 / 3],
                            online_until_s=[WEEK, WEEK, WEEK, 2, WEEK])
     self.accountant = accounting.LatencyAccountant(self.pop, clients_per_round=2)
-    self.outcome = self.accountant.account(1, np.arange(5), np.ones(5), 0, 0)
+    self.outcome = self.accountant.account(1, np.arange(5), np.ones(5), 0, 0,
+                                           start_time_s=0.0)
     self.online_for = self.pop.online_until_s(np.arange(5), 0.0)
 
   def test_accountant_baseline(self):
@@ -101,7 +102,7 @@ class ReviseOutcomeTest(absltest.TestCase):
                                self.online_for, 0, 10)
 
 
-class AcceptAll(hooks_lib.Hooks):
+class AcceptAll:
   """Straggler mitigation: aggregate every client that can finish."""
 
   def __init__(self, population):
@@ -113,14 +114,14 @@ class AcceptAll(hooks_lib.Hooks):
     return finish <= online_for - outcome.start_time_s
 
 
-class StepsBySpeed(hooks_lib.Hooks):
+class StepsBySpeed:
   """Fewer local steps for slow devices: 1 + client % 3."""
 
   def local_work(self, round_num, clients, population):
     return 1 + np.asarray(clients) % 3
 
 
-class ZeroLearningRate(hooks_lib.Hooks):
+class ZeroLearningRate:
   def __init__(self, process):
     self.process = process
 
@@ -130,7 +131,7 @@ class ZeroLearningRate(hooks_lib.Hooks):
     return self.process.set_hparams(process_state, hparams)
 
 
-class Recorder(hooks_lib.Hooks):
+class Recorder:
   def __init__(self):
     self.calls = collections.defaultdict(list)
 
@@ -160,7 +161,8 @@ class SimulationHooksTest(absltest.TestCase):
 
   def test_completion_hook_accepts_stragglers(self):
     sim = self._sim(self._process(), [AcceptAll(self.pop)])
-    _, record = sim.run_round(sim.initialize())
+    _, result = sim.run_round(sim.initialize())
+    record = result.metrics
     self.assertEqual(record['completed'], 4)
     self.assertEqual(record['stragglers'], 0)
     # The slowest (client 12: 13 ms x 15 samples x 3) closes the round.
@@ -171,9 +173,9 @@ class SimulationHooksTest(absltest.TestCase):
     output_dir = self.enterContext(tempfile.TemporaryDirectory())
     clients = [3, 7, 1]
     sim = self._sim(self._process(), [StepsBySpeed()], clients=clients, k=3,
-                    timeline=metrics.TimelineWriter(
-                        os.path.join(output_dir, 'clients.csv'), self.pop.client_ids))
-    state, _ = sim.run_round(sim.initialize())
+                    client_log=metrics.ClientLog(
+                        os.path.join(output_dir, 'clients.csv'), metrics.TIMELINE_COLUMNS))
+    state = sim.run(sim.initialize(), rounds=1)
     timeline = list(csv.DictReader(open(os.path.join(output_dir, 'clients.csv'))))
     steps = [1 + c % 3 for c in clients]
     self.assertEqual([int(r['samples']) for r in timeline], [5 * s for s in steps])
@@ -192,8 +194,8 @@ class SimulationHooksTest(absltest.TestCase):
     process = self._process()
     sim = self._sim(process, [ZeroLearningRate(process)])
     start = sim.initialize()
-    state, record = sim.run_round(start)
-    self.assertEqual(record['completed'], 2)
+    state, result = sim.run_round(start)
+    self.assertEqual(result.metrics['completed'], 2)
     tf.nest.map_structure(
         np.testing.assert_array_equal, sim.model_weights(state.process_state).trainable,
         sim.model_weights(start.process_state).trainable)
@@ -210,17 +212,17 @@ class SimulationHooksTest(absltest.TestCase):
     self.assertEqual([float(r['my_column']) for r in rows], [0.0, 10.0, 20.0])
 
   def test_hook_list_combines(self):
-    class KeepFirst(hooks_lib.Hooks):
+    class KeepFirst:
       def on_client_completion(self, round_num, outcome):
         return np.arange(len(outcome.clients)) == 0
 
-    class KeepAll(hooks_lib.Hooks):
+    class KeepAll:
       def on_client_completion(self, round_num, outcome):
         return np.ones(len(outcome.clients), bool)
 
     hooks = hooks_lib.HookList([KeepFirst(), KeepAll()])
     outcome = accounting.LatencyAccountant(self.pop, clients_per_round=1).account(
-        1, np.array([1, 2]), np.ones(2), 0, 0)
+        1, np.array([1, 2]), np.ones(2), 0, 0, start_time_s=0.0)
     np.testing.assert_array_equal(hooks.on_client_completion(1, outcome), [True, False])
     self.assertFalse(hooks.chooses_local_work)
     self.assertTrue(hooks_lib.HookList([StepsBySpeed()]).chooses_local_work)
@@ -228,9 +230,11 @@ class SimulationHooksTest(absltest.TestCase):
         hooks_lib.HookList([StepsBySpeed()]).local_work(1, np.array([0, 1]), None), [1, 2])
     with self.assertRaisesRegex(ValueError, 'one amount >= 1 per client'):
       hooks_lib.HookList([_BadSteps()]).local_work(1, np.array([0, 1]), None)
+    with self.assertRaisesRegex(TypeError, 'object implements no hook'):
+      hooks_lib.HookList([object()])
 
 
-class _BadSteps(hooks_lib.Hooks):
+class _BadSteps:
   def local_work(self, round_num, clients, population):
     return np.zeros(len(clients))
 

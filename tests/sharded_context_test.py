@@ -14,12 +14,9 @@ def _train(spec, rounds=1, **kwargs):
   """Final weights, records and sub-rounds of `rounds` rounds on `spec`."""
   with worker_pool.WorkerPool(spec, **kwargs) as pool:
     sim = cases.tiny_fedavg_simulation(evaluate=True)
-    pool.protect(sim)
-    state = sim.initialize()
     records = []
-    for _ in range(rounds):
-      state, record = sim.run_round(state)
-      records.append(record)
+    state = sim.run(sim.initialize(), rounds, records.append, executor=pool)
+    records = records[1:]  # round 0 only evaluates
     subrounds = pool.context.last_subrounds  # of the last evaluation
     weights = sim.model_weights(state.process_state)
   return [np.asarray(w) for w in weights.trainable], records, subrounds

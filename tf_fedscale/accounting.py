@@ -6,8 +6,9 @@ upload bandwidth. A client drops out if its availability slot ends before it
 finishes. Of the rest the first `clients_per_round` to finish are kept (and
 any finishing after `deadline_s`, when set, are cut): the others are
 stragglers and their updates are never used. The round lasts until the last
-kept client finishes (or until the deadline, if it cut anyone), then the
-virtual clock advances by that.
+kept client finishes (or until the deadline, if it cut anyone). The
+accountant holds no clock: a round is timed from the `start_time_s` it is
+given, and the caller's state advances by the round's duration.
 """
 
 import dataclasses
@@ -52,13 +53,12 @@ class RoundOutcome:
 
 
 class LatencyAccountant:
-  """Charges each invited client its latency and advances the virtual clock."""
+  """Charges each invited client its latency (a pure function of its inputs)."""
 
   def __init__(self, population: population_lib.Population,
                clients_per_round: Optional[int] = None,
                deadline_s: Optional[float] = None,
-               backward_factor: float = 3.0,
-               start_time_s: float = 0.0):
+               backward_factor: float = 3.0):
     if clients_per_round is None and deadline_s is None:
       raise ValueError('Set clients_per_round, deadline_s or both: otherwise a '
                        'round never ends.')
@@ -72,7 +72,6 @@ class LatencyAccountant:
     self.clients_per_round = clients_per_round
     self.deadline_s = deadline_s
     self.backward_factor = backward_factor
-    self.virtual_time_s = float(start_time_s)
 
   def client_times(self, clients: np.ndarray, samples: np.ndarray,
                    bytes_down: int, bytes_up: int
@@ -88,12 +87,13 @@ class LatencyAccountant:
     return download_s, compute_s, upload_s
 
   def account(self, round_num: int, clients: np.ndarray, samples: np.ndarray,
-              bytes_down: int, bytes_up: int) -> RoundOutcome:
-    """Times `clients` from the current clock, decides who finishes, advances."""
+              bytes_down: int, bytes_up: int, *, start_time_s: float) -> RoundOutcome:
+    """Times `clients` in a round starting at `start_time_s` and decides who
+    finishes; the round ends at `start_time_s + outcome.duration_s`."""
     pop = self.population
     clients = np.asarray(clients, np.int64)
     samples = np.asarray(samples, np.int64)
-    start = self.virtual_time_s
+    start = float(start_time_s)
     download_s, compute_s, upload_s = self.client_times(
         clients, samples, bytes_down, bytes_up)
     finish_s = download_s + compute_s + upload_s
@@ -127,7 +127,6 @@ class LatencyAccountant:
     bytes_down_moved = np.round(
         bytes_down * _fraction_done(end_s, download_s)).astype(np.int64)
     bytes_up_moved = np.where(kept, bytes_up, 0).astype(np.int64)
-    self.virtual_time_s = start + close_s
     return RoundOutcome(round_num, start, close_s, clients, samples,
                         download_s, compute_s, upload_s, end_s, status,
                         bytes_down_moved, bytes_up_moved)

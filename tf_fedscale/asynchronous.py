@@ -240,9 +240,8 @@ class AsyncSimulation:
                                  description=f'evaluation at step {step}'))
 
   def initial_state(self) -> AsyncState:
-    """Step 0: nobody training yet, the clock where the accountant's is."""
-    now_s = self.accountant.virtual_time_s
-    return AsyncState(now_s=now_s, last_step_s=now_s)
+    """Step 0: nobody training yet, the clock at 0."""
+    return AsyncState(now_s=0.0, last_step_s=0.0)
 
   def run(self, state: AsyncState, server_steps: int,
           on_step: Optional[Callable[[dict], None]] = None,
@@ -277,7 +276,6 @@ class AsyncSimulation:
           continue
       state.now_s, _, kind, client = heapq.heappop(state.events)
       self._handle(state, kind, client)
-    self.accountant.virtual_time_s = state.now_s
     return state
 
   def _handle(self, state: AsyncState, kind: str, client: int) -> None:

@@ -1,32 +1,35 @@
 """FAR-style hooks: plug code into a simulated round without touching the driver.
 
-Subclass `Hooks`, override what you need, pass instances as
-`Simulation(..., hooks=[...])`. In round order:
+A hook is any object implementing one or more of four typed protocols; pass
+instances as `Simulation(..., hooks=[...])`. In round order:
 
-1. `on_round_start(round_num, virtual_time_s, process_state)`: before
-   selection; may return a new process state (e.g. new hyperparameters via
-   `process.set_hparams`), or None to keep it.
-2. `local_work(round_num, clients, population)`: per-client amount of local
-   work for the invited clients (local steps, or epochs when the run uses
-   epochs); None keeps the configured amount. The accountant charges the
-   chosen amount and the TFF client trains exactly that much, e.g. fewer
-   steps for slow devices.
-3. `on_client_completion(round_num, outcome)`: after the accountant timed
-   every invited client; may return a boolean mask over `outcome.clients`
-   of the updates to aggregate, chosen among the clients that finish before
-   leaving (and before any deadline). The round then lasts until the last
-   kept client finishes (`revise_outcome`). Use it for straggler mitigation:
-   accept late finishers, or cut slow ones to end the round sooner.
-4. `on_round_end(round_num, record, feedback)`: after training and evaluation,
-   before the record is released; may add columns to `record` (it is also
-   called for round 0, with `feedback=None`). `feedback` is the
+1. `RoundStartHook.on_round_start(round_num, virtual_time_s, process_state)`:
+   before selection; may return a new process state (e.g. new hyperparameters
+   via `process.set_hparams`), or None to keep it.
+2. `LocalWorkHook.local_work(round_num, clients, population)`: per-client
+   amount of local work for the invited clients (local steps, or epochs when
+   the run uses epochs); None keeps the configured amount. The accountant
+   charges the chosen amount and the TFF client trains exactly that much, e.g.
+   fewer steps for slow devices.
+3. `ClientCompletionHook.on_client_completion(round_num, outcome)`: after the
+   accountant timed every invited client; may return a boolean mask over
+   `outcome.clients` of the updates to aggregate, chosen among the clients
+   that finish before leaving (and before any deadline). The round then lasts
+   until the last kept client finishes (`revise_outcome`). Use it for
+   straggler mitigation: accept late finishers, or cut slow ones to end the
+   round sooner.
+4. `RoundEndHook.on_round_end(round_num, record, feedback)`: after training
+   and evaluation, before the record is released; may add columns to `record`
+   (it is also called for round 0, with `feedback=None`). `feedback` is the
    `selection.RoundFeedback` the selector received.
 
 The first hook that returns a value for steps 1-3 wins, in list order, except
-`on_client_completion`, whose masks are combined with a logical AND.
+`on_client_completion`, whose masks are combined with a logical AND. A round
+may run again from the same state after a worker failure, so hooks are called
+again then: keep them free of state that a retry would double-count.
 """
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
@@ -34,56 +37,77 @@ from tf_fedscale import accounting
 from tf_fedscale import population as population_lib
 
 
-class Hooks:
-  """Base class: every handler does nothing."""
+@runtime_checkable
+class RoundStartHook(Protocol):
 
   def on_round_start(self, round_num: int, virtual_time_s: float,
                      process_state: Any) -> Optional[Any]:
-    del round_num, virtual_time_s, process_state
-    return None
+    """A new process state for the round, or None to keep it."""
+
+
+@runtime_checkable
+class LocalWorkHook(Protocol):
 
   def local_work(self, round_num: int, clients: np.ndarray,
                  population: population_lib.Population) -> Optional[np.ndarray]:
-    del round_num, clients, population
-    return None
+    """Local steps (or epochs) per invited client, or None for the default."""
+
+
+@runtime_checkable
+class ClientCompletionHook(Protocol):
 
   def on_client_completion(self, round_num: int,
                            outcome: accounting.RoundOutcome) -> Optional[np.ndarray]:
-    del round_num, outcome
-    return None
+    """A mask over `outcome.clients` of the updates to aggregate, or None."""
+
+
+@runtime_checkable
+class RoundEndHook(Protocol):
 
   def on_round_end(self, round_num: int, record: dict[str, Any],
                    feedback: Optional[Any]) -> None:
-    del round_num, record, feedback
+    """May add columns to the round's `record`."""
 
 
-class HookList(Hooks):
+Hook = Union[RoundStartHook, LocalWorkHook, ClientCompletionHook, RoundEndHook]
+HOOK_PROTOCOLS = (RoundStartHook, LocalWorkHook, ClientCompletionHook, RoundEndHook)
+
+
+class HookList:
   """Several hooks as one (see the module docstring for how results combine)."""
 
-  def __init__(self, hooks: Sequence[Any] = ()):
+  def __init__(self, hooks: Sequence[Hook] = ()):
+    for hook in hooks:
+      if not isinstance(hook, HOOK_PROTOCOLS):
+        raise TypeError(
+            f'{type(hook).__name__} implements no hook: define on_round_start, '
+            'local_work, on_client_completion or on_round_end (see tf_fedscale.hooks).')
     self.hooks = list(hooks)
 
   def __bool__(self) -> bool:
     return bool(self.hooks)
 
-  def _call(self, name: str, *args) -> list[Any]:
-    return [getattr(h, name)(*args) for h in self.hooks if hasattr(h, name)]
+  def of(self, protocol: type) -> list[Any]:
+    """The hooks implementing `protocol`, in order."""
+    return [h for h in self.hooks if isinstance(h, protocol)]
 
   @property
   def chooses_local_work(self) -> bool:
-    """Whether any hook overrides `local_work` (needs per-client datasets)."""
-    return any(hasattr(h, 'local_work') and
-               type(h).local_work is not Hooks.local_work for h in self.hooks)
+    """Whether any hook chooses per-client local work (needs per-client datasets)."""
+    return bool(self.of(LocalWorkHook))
 
-  def on_round_start(self, round_num, virtual_time_s, process_state):
-    for result in self._call('on_round_start', round_num, virtual_time_s,
-                             process_state):
+  def on_round_start(self, round_num: int, virtual_time_s: float,
+                     process_state: Any) -> Optional[Any]:
+    for hook in self.of(RoundStartHook):
+      result = hook.on_round_start(round_num, virtual_time_s, process_state)
       if result is not None:
         return result
     return None
 
-  def local_work(self, round_num, clients, population):
-    for result in self._call('local_work', round_num, clients, population):
+  def local_work(self, round_num: int, clients: np.ndarray,
+                 population: population_lib.Population) -> Optional[np.ndarray]:
+    for hook in self.of(LocalWorkHook):
+      result = hook.local_work(round_num, clients, population)
       if result is not None:
         amounts = np.asarray(result, np.int64)
         if amounts.shape != (len(clients),) or (amounts < 1).any():
@@ -92,15 +116,19 @@ class HookList(Hooks):
         return amounts
     return None
 
-  def on_client_completion(self, round_num, outcome):
+  def on_client_completion(self, round_num: int, outcome: accounting.RoundOutcome
+                           ) -> Optional[np.ndarray]:
     masks = [np.asarray(m, bool) for m in
-             self._call('on_client_completion', round_num, outcome) if m is not None]
+             (h.on_client_completion(round_num, outcome)
+              for h in self.of(ClientCompletionHook)) if m is not None]
     if not masks:
       return None
     return np.logical_and.reduce(masks)
 
-  def on_round_end(self, round_num, record, feedback):
-    self._call('on_round_end', round_num, record, feedback)
+  def on_round_end(self, round_num: int, record: dict[str, Any],
+                   feedback: Optional[Any]) -> None:
+    for hook in self.of(RoundEndHook):
+      hook.on_round_end(round_num, record, feedback)
 
 
 def revise_outcome(outcome: accounting.RoundOutcome, keep: np.ndarray,

@@ -57,32 +57,39 @@ def release(managers: Sequence[tff.program.ReleaseManager],
   asyncio.run(_release_all())
 
 
-class TimelineWriter:
-  """Appends each invited client's round timeline to `clients.csv`."""
+def timeline_rows(outcome: accounting.RoundOutcome,
+                  client_ids: Sequence[str]) -> list[tuple]:
+  """One `TIMELINE_COLUMNS` row per invited client of a round."""
+  status_names = np.array([s.name.lower() for s in accounting.Status])
+  return list(zip(
+      [outcome.round_num] * len(outcome.clients),
+      [client_ids[c] for c in outcome.clients],
+      status_names[outcome.status],
+      np.full(len(outcome.clients), round(outcome.start_time_s, 3)),
+      np.round(outcome.download_s, 3), np.round(outcome.compute_s, 3),
+      np.round(outcome.upload_s, 3), np.round(outcome.end_s, 3),
+      outcome.samples, outcome.bytes_down, outcome.bytes_up))
 
-  def __init__(self, path: str, client_ids: Sequence[str]):
-    self._path = path
-    self._client_ids = client_ids
+
+class ClientLog:
+  """A per-client CSV (`clients.csv`, `async_updates.csv`) whose first column
+  is the round; the program loop appends each round's rows."""
+
+  def __init__(self, path: str, columns: Sequence[str]):
+    if not columns or columns[0] != ROUND_KEY:
+      raise ValueError(f'a client log starts with a {ROUND_KEY!r} column, got {columns!r}.')
+    self.path = path
     if not os.path.exists(path):
       with open(path, 'w', newline='') as f:
-        csv.writer(f, lineterminator='\n').writerow(TIMELINE_COLUMNS)
+        csv.writer(f, lineterminator='\n').writerow(columns)
 
-  def write(self, outcome: accounting.RoundOutcome) -> None:
-    status_names = np.array([s.name.lower() for s in accounting.Status])
-    rows = zip(
-        [outcome.round_num] * len(outcome.clients),
-        [self._client_ids[c] for c in outcome.clients],
-        status_names[outcome.status],
-        np.full(len(outcome.clients), round(outcome.start_time_s, 3)),
-        np.round(outcome.download_s, 3), np.round(outcome.compute_s, 3),
-        np.round(outcome.upload_s, 3), np.round(outcome.end_s, 3),
-        outcome.samples, outcome.bytes_down, outcome.bytes_up)
-    with open(self._path, 'a', newline='') as f:
+  def append(self, rows: Sequence[Sequence[Any]]) -> None:
+    with open(self.path, 'a', newline='') as f:
       csv.writer(f, lineterminator='\n').writerows(rows)
 
   def truncate_after(self, round_num: int) -> None:
     """Drops rows of later rounds and a half-written last line (for resume)."""
-    keep_csv_rows(self._path, lambda i, row: int(row[0]) <= round_num)
+    keep_csv_rows(self.path, lambda i, row: int(row[0]) <= round_num)
 
 
 def keep_csv_rows(path: str, keep: Callable[[int, list[str]], bool]) -> None:

@@ -52,7 +52,7 @@ from tf_fedscale import selection
 _TINY = 1e-4
 
 
-class OortSelector(selection.Selector):
+class OortSelector(selection.BaseSelector):
   """Oort's guided participant selection (exploration + exploitation + pacer)."""
 
   needs_client_loss = True
@@ -147,7 +147,7 @@ class OortSelector(selection.Selector):
 
   # -- feedback ----------------------------------------------------------------
 
-  def observe(self, round_num: int, outcome: Any) -> None:
+  def observe(self, round_num: int, outcome: selection.RoundFeedback) -> None:
     """Learns utilities from the clients' losses and durations from their timing."""
     clients = np.asarray(outcome.clients, np.int64)
     if not self._bound or not len(clients):
@@ -156,10 +156,7 @@ class OortSelector(selection.Selector):
     # System feedback for everyone invited: what the round really cost them.
     self.duration_s[clients] = (outcome.download_s + outcome.compute_s
                                 + outcome.upload_s)
-    has_loss = np.zeros(len(clients), bool)
-    if getattr(outcome, 'loss_count', None) is not None:
-      has_loss = (outcome.status == accounting.Status.COMPLETED) & (
-          np.asarray(outcome.loss_count) > 0)
+    has_loss = (outcome.status == accounting.Status.COMPLETED) & outcome.has_loss
     trained = clients[has_loss]
     if len(trained):
       # |B| sqrt(sum sq / |B|) = sqrt(sum sq x |B|).
@@ -206,17 +203,15 @@ class OortSelector(selection.Selector):
     return observed
 
   def _estimate(self, clients: np.ndarray) -> np.ndarray:
-    estimate = getattr(self, 'estimate_duration_s', None)
-    if estimate is None:  # not bound to a simulation: nothing is slower
+    if self.estimate_duration_s is None:  # not bound to a simulation: nothing is slower
       return np.zeros(len(clients))
-    return np.asarray(estimate(clients), np.float64)
+    return np.asarray(self.estimate_duration_s(clients), np.float64)
 
   def _samples(self, population, clients: np.ndarray) -> np.ndarray:
     """Examples each client would train on (its data size when unbound)."""
-    estimate = getattr(self, 'estimate_samples', None)
-    if estimate is None:
+    if self.estimate_samples is None:
       return population.num_examples[clients].astype(np.float64)
-    return np.asarray(estimate(clients), np.float64)
+    return np.asarray(self.estimate_samples(clients), np.float64)
 
   def update_preferred_duration(self) -> float:
     """T: the `round_percentile`-th percentile of all clients' durations."""

@@ -11,7 +11,7 @@ import dataclasses
 import importlib
 import math
 from collections.abc import Callable
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 
@@ -21,6 +21,8 @@ from tf_fedscale import population as population_lib
 # Expected seconds each given client (population indices) needs for a round:
 # download + compute + upload at its trace speeds, as the accountant charges.
 DurationEstimator = Callable[[np.ndarray], np.ndarray]
+# Examples each given client would train on with the run's local work.
+SamplesEstimator = Callable[[np.ndarray], np.ndarray]
 
 # How many random draws to test for online-ness per needed candidate before
 # falling back to scanning the whole population.
@@ -72,15 +74,53 @@ class RoundFeedback(accounting.RoundOutcome):
     return self.download_s + self.compute_s + self.upload_s
 
 
-class Selector(abc.ABC):
-  """Chooses candidate clients for a round; learns from round feedback.
+@runtime_checkable
+class Selector(Protocol):
+  """What the driver needs of a participant selector (a typed protocol).
 
-  A plug-in subclasses this and implements `select`; `observe` receives a
-  `RoundFeedback` after every round (statuses, per-client timing, and the
-  per-client training loss when `needs_client_loss` is True, which makes the
-  simulation build the loss-reporting client computation). Per-client state
-  should be numpy arrays of population size, and `get_state`/`set_state` must
-  round-trip it (checkpoints store what `get_state` returns).
+  The driver treats a selector as a function of its state: before each round
+  (or server step) it loads the state the round was given with `set_state`,
+  then calls `select` (and `observe` with the round's `RoundFeedback`), and
+  stores `get_state()` in the new `SimulationState`. So a selector keeps
+  everything that changes in what `get_state` returns (numpy arrays and
+  scalars, a snapshot it will not mutate later), and `set_state` copies what
+  it is given; running a round again from the same state then makes the same
+  choices. `BaseSelector` implements everything but `select`.
+  """
+
+  # True makes the driver build the loss-reporting client computation
+  # (`feedback.py`) so that `observe` receives per-client training losses.
+  needs_client_loss: bool
+
+  @property
+  def num_candidates(self) -> int:
+    """How many clients `select` proposes at most (over-commitment included)."""
+
+  def select(self, round_num: int, virtual_time_s: float,
+             population: population_lib.Population,
+             rng: np.random.Generator) -> np.ndarray:
+    """Distinct population indices of online clients (at most num_candidates)."""
+
+  def observe(self, round_num: int, feedback: 'RoundFeedback') -> None:
+    """Learns from the round's timing, statuses and (when asked) losses."""
+
+  def bind(self, estimate_duration_s: DurationEstimator,
+           estimate_samples: Optional[SamplesEstimator] = None) -> None:
+    """Receives the driver's per-client estimators of a round's duration
+    (seconds) and of the examples each client would train on."""
+
+  def get_state(self) -> dict[str, Any]:
+    """A snapshot of everything that changes (what checkpoints store)."""
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    """Continues from a `get_state` snapshot (copying it)."""
+
+
+class BaseSelector(abc.ABC):
+  """A `Selector` with stateless defaults: subclasses implement `select`.
+
+  Per-client state should be numpy arrays of population size, returned by
+  `get_state` and restored by `set_state`.
   """
 
   # Set True in a subclass that uses `RoundFeedback.loss_sq_sum`.
@@ -93,6 +133,8 @@ class Selector(abc.ABC):
       raise ValueError(f'overcommit must be >= 1.0, got {overcommit}.')
     self.clients_per_round = clients_per_round
     self.overcommit = overcommit
+    self.estimate_duration_s: Optional[DurationEstimator] = None
+    self.estimate_samples: Optional[SamplesEstimator] = None
 
   @property
   def num_candidates(self) -> int:
@@ -106,23 +148,28 @@ class Selector(abc.ABC):
     """Returns distinct indices of online clients (at most num_candidates)."""
 
   def bind(self, estimate_duration_s: DurationEstimator,
-           estimate_samples: Optional[Callable[[np.ndarray], np.ndarray]] = None
-           ) -> None:
-    """Called by the simulation with per-client estimators of the round's
-    duration (seconds) and of the examples each client would train on."""
+           estimate_samples: Optional[SamplesEstimator] = None) -> None:
     self.estimate_duration_s = estimate_duration_s
     self.estimate_samples = estimate_samples
 
-  def observe(self, round_num: int, outcome: Any) -> None:
-    """Receives the round's `RoundFeedback` (a `RoundOutcome` subclass)."""
-    del round_num, outcome
+  def observe(self, round_num: int, feedback: 'RoundFeedback') -> None:
+    del round_num, feedback
 
   def get_state(self) -> dict[str, Any]:
-    """State to checkpoint (numpy arrays and scalars)."""
     return {}
 
   def set_state(self, state: dict[str, Any]) -> None:
     del state
+
+
+def check_selector(selector: Any) -> Selector:
+  """`selector`, or a TypeError if it does not implement the protocol."""
+  if not isinstance(selector, Selector):
+    raise TypeError(
+        f'{type(selector).__name__} is not a selection.Selector: it needs '
+        'needs_client_loss, num_candidates, select, observe, bind, get_state and '
+        'set_state (subclass selection.BaseSelector for the defaults).')
+  return selector
 
 
 def sample_online(population: population_lib.Population, time_s: float,
@@ -145,7 +192,7 @@ def sample_online(population: population_lib.Population, time_s: float,
   return rng.permutation(population.online_clients(time_s))[:count]
 
 
-class UniformSelector(Selector):
+class UniformSelector(BaseSelector):
   """Uniform random choice among online clients (FedScale's default)."""
 
   def select(self, round_num, virtual_time_s, population, rng):
@@ -153,7 +200,7 @@ class UniformSelector(Selector):
     return sample_online(population, virtual_time_s, self.num_candidates, rng)
 
 
-class FastestSelector(Selector):
+class FastestSelector(BaseSelector):
   """The online clients expected to finish first ("fastest-first").
 
   Ranks online clients by the simulation's duration estimate (download,
@@ -167,9 +214,8 @@ class FastestSelector(Selector):
     online = population.online_clients(virtual_time_s)
     if len(online) <= self.num_candidates:
       return rng.permutation(online)
-    estimate = getattr(self, 'estimate_duration_s', None)
-    if estimate is not None:
-      durations = estimate(online)
+    if self.estimate_duration_s is not None:
+      durations = self.estimate_duration_s(online)
     else:
       durations = (population.compute_ms_per_sample(online).astype(np.float64)
                    * population.num_examples[online])
@@ -186,14 +232,16 @@ SELECTORS: dict[str, Union[type, str]] = {
 
 
 def register_selector(name: str, selector_class: type) -> None:
-  """Makes `--selector=name` build `selector_class`."""
-  if not (isinstance(selector_class, type) and issubclass(selector_class, Selector)):
-    raise TypeError(f'{selector_class!r} is not a Selector subclass.')
+  """Makes `--selector=name` build `selector_class` (a class whose instances,
+  built as `selector_class(clients_per_round, overcommit, **kwargs)`, are
+  `Selector`s)."""
+  if not isinstance(selector_class, type):
+    raise TypeError(f'{selector_class!r} is not a class.')
   SELECTORS[name] = selector_class
 
 
 def resolve_selector_class(name: str) -> type:
-  """A registered name, or 'package.module:ClassName' of a Selector subclass."""
+  """A registered name, or 'package.module:ClassName' of a Selector class."""
   target = SELECTORS.get(name, name)
   if isinstance(target, str):
     if ':' not in target:
@@ -204,14 +252,18 @@ def resolve_selector_class(name: str) -> type:
       target = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:
       raise ValueError(f'Cannot load selector {name!r}: {e}') from e
-  if not (isinstance(target, type) and issubclass(target, Selector)):
-    raise ValueError(f'Selector {name!r} is not a tf_fedscale Selector subclass.')
+  if not isinstance(target, type):
+    raise ValueError(f'Selector {name!r} is not a class: {target!r}.')
   return target
 
 
 def build_selector(name: Union[str, Selector], clients_per_round: int,
                    overcommit: float, **kwargs: Optional[Any]) -> Selector:
-  """A selector by registry name, 'module:Class', or an instance (returned as is)."""
-  if isinstance(name, Selector):
-    return name
-  return resolve_selector_class(name)(clients_per_round, overcommit, **kwargs)
+  """A selector by registry name, 'module:Class', or an instance (returned as is).
+
+  Raises TypeError if the result does not implement the `Selector` protocol.
+  """
+  if not isinstance(name, str):
+    return check_selector(name)
+  return check_selector(
+      resolve_selector_class(name)(clients_per_round, overcommit, **kwargs))

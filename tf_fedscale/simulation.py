@@ -1,19 +1,38 @@
-"""The driver: wires task data, population, selector, accountant and a TFF process.
+"""The driver: a round as a function of its state, and the program loop around it.
 
-Per round: the selector proposes online clients, the accountant times them and
-keeps the finishers, the unmodified TFF process trains on the finishers only
-(their ids go through the dataset computation, so the TFF worker builds each
-dataset itself), the model is evaluated every `eval_every` rounds, and one
-record per round is released. The selector then gets a `RoundFeedback`
-(timing, statuses, and per-client losses when its process reports them, see
-`feedback.py`); `hooks.py` handlers run at round start, per-client local work,
-client completion and round end.
+`Driver.run_round(state) -> (state, RoundResult)` is a pure step: the state
+(`SimulationState`: TFF process state, virtual clock, selector state, round
+number, and for FedBuff the clients in flight) goes in, the next state and the
+round's record come out. Nothing outside is changed: the accountant holds no
+clock, the selector is loaded from `state.selector_state` before it is asked
+and its new state is returned, and no file is written. Every random draw
+comes from `np.random.default_rng([seed, round_num, draw])`, so the RNG
+position is the round number. Running a round again from the same state,
+e.g. after a worker failure, is calling `run_round` again.
+
+`Driver.run` is the program loop: it calls rounds through an `Executor` (which
+restarts failed workers and calls again), writes each round's record (release
+managers) and per-client rows (`metrics.ClientLog`), checkpoints the state, and
+`Driver.restore` resumes from the newest checkpoint. Both training modes are
+drivers and share all of this, the selection (`select`), the accountant, the
+hooks and evaluation: `Simulation` here (synchronous rounds of an unmodified
+TFF process) and `asynchronous.AsyncSimulation` (FedBuff server steps).
+
+A synchronous round: the selector proposes online clients, the accountant
+times them and keeps the finishers, the TFF process trains on the finishers
+only (their ids go through the dataset computation, so the TFF worker builds
+each dataset itself), the model is evaluated every `eval_every` rounds, and the
+selector gets a `RoundFeedback` (timing, statuses, and per-client losses when
+its process reports them, see `feedback.py`); `hooks.py` handlers run at round
+start, per-client local work, client completion and round end.
 """
 
+import abc
+import copy
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional, Protocol, TypeVar
 
 import numpy as np
 import tensorflow_federated as tff
@@ -29,16 +48,51 @@ from tf_fedscale import payload
 from tf_fedscale import population as population_lib
 from tf_fedscale import selection
 
+T = TypeVar('T')
 RoundCallback = Callable[[dict[str, Any]], None]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SimulationState:
-  """Everything that changes from round to round (what a checkpoint holds)."""
+  """Everything that changes from round to round: what a round takes and
+  returns, and what a checkpoint holds."""
 
-  round_num: int
-  process_state: Any
+  round_num: int  # rounds (sync) or server steps (async) done
+  process_state: Any  # the TFF process state; FedBuff: model and server states
   virtual_time_s: float
+  selector_state: Mapping[str, Any]
+  pending: Any = None  # FedBuff: clients in flight and the buffer (None in sync)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundResult:
+  """What a round produced, for the program loop to write."""
+
+  metrics: dict[str, Any]  # one row of metrics.csv (wall_clock_s: wall_clock.csv)
+  client_rows: tuple = ()  # rows of the driver's client log
+  feedback: Optional[selection.RoundFeedback] = None  # what the selector saw
+
+
+class Executor(Protocol):
+  """Where rounds run: calls a round, and calls it again after a recoverable
+  failure (`execution.Execution` restarts or drops dead workers)."""
+
+  def call(self, fn: Callable[..., T], *args: Any, description: str) -> T:
+    """`fn(*args)`, retried after worker failures."""
+
+  def recycle_grown_workers(self, when: str) -> Any:
+    """Between rounds: restarts workers whose memory grew (or nothing)."""
+
+
+class InlineExecutor:
+  """Calls rounds in the current TFF context, without retries."""
+
+  def call(self, fn: Callable[..., T], *args: Any, description: str = '') -> T:
+    del description
+    return fn(*args)
+
+  def recycle_grown_workers(self, when: str) -> None:
+    del when
 
 
 def compose_with_client_data(
@@ -53,7 +107,189 @@ def compose_with_client_data(
       train_data.dataset_computation, process)
 
 
-class Simulation:
+class Driver(abc.ABC):
+  """What both training modes share: selection, accounting, hooks, evaluation,
+  checkpointing and the program loop. Subclasses implement the round."""
+
+  def __init__(
+      self,
+      population: population_lib.Population,
+      selector: selection.Selector,
+      accountant: accounting.LatencyAccountant,
+      local_work: local_work_lib.LocalWork,
+      *,
+      seed: int,
+      evaluation: Optional[evaluation_lib.FederatedEvaluation] = None,
+      eval_every: int = 1,
+      release_managers: Sequence[tff.program.ReleaseManager] = (),
+      client_log: Optional[metrics_lib.ClientLog] = None,
+      hooks: Sequence[hooks_lib.Hook] = (),
+      idle_step_s: float = 60.0,
+      max_idle_s: float = 7 * 24 * 3600.0,
+  ):
+    if eval_every < 1:
+      raise ValueError(f'eval_every must be >= 1, got {eval_every}.')
+    self.population = population
+    self.selector = selection.check_selector(selector)
+    self.selector.bind(self.estimate_duration_s, self.estimate_samples)
+    self.accountant = accountant
+    self.local_work = local_work
+    self.seed = seed
+    self.evaluation = evaluation
+    self.eval_every = eval_every
+    self.release_managers = list(release_managers)
+    self.client_log = client_log
+    self.hooks = hooks_lib.HookList(hooks)
+    self.idle_step_s = idle_step_s
+    self.max_idle_s = max_idle_s
+
+  # -- the round (subclasses) ---------------------------------------------------
+
+  @abc.abstractmethod
+  def initialize(self) -> SimulationState:
+    """Round 0's state."""
+
+  @abc.abstractmethod
+  def run_round(self, state: SimulationState
+                ) -> tuple[SimulationState, RoundResult]:
+    """One round (or server step) from `state`; changes nothing else."""
+
+  @abc.abstractmethod
+  def model_weights(self, process_state: Any) -> tff.learning.models.ModelWeights:
+    """The global model in `process_state`."""
+
+  @abc.abstractmethod
+  def empty_record(self, virtual_time_s: float) -> dict[str, Any]:
+    """A metrics row with nothing trained yet."""
+
+  @abc.abstractmethod
+  def payload_bytes(self, process_state: Any) -> tuple[int, int]:
+    """(download, upload) bytes per client."""
+
+  def pending_checkpoint(self, pending: Any) -> Any:
+    """`state.pending` as a nested structure of arrays (FedBuff overrides)."""
+    return pending
+
+  def pending_from_checkpoint(self, saved: Any) -> Any:
+    return saved
+
+  # -- shared pieces of a round -------------------------------------------------
+
+  def load_selector(self, state: SimulationState) -> None:
+    """Makes the selector continue from `state` (a copy: the state stays as is)."""
+    self.selector.set_state(copy.deepcopy(dict(state.selector_state)))
+
+  def select(self, round_num: int, virtual_time_s: float, draw: int) -> np.ndarray:
+    """The selector's candidates, with the round's `draw`-th random stream."""
+    rng = np.random.default_rng([self.seed, round_num, draw])
+    return np.asarray(self.selector.select(round_num, virtual_time_s,
+                                           self.population, rng), np.int64)
+
+  def select_idling(self, round_num: int, virtual_time_s: float
+                    ) -> tuple[np.ndarray, float]:
+    """(candidates, when): idles the clock by `idle_step_s` while nobody is
+    online, up to `max_idle_s`."""
+    idle_s, draw = 0.0, 0
+    while True:
+      candidates = self.select(round_num, virtual_time_s + idle_s, draw)
+      if len(candidates) or idle_s >= self.max_idle_s:
+        return candidates, virtual_time_s + idle_s
+      idle_s += self.idle_step_s
+      draw += 1
+
+  def estimate_duration_s(self, clients: np.ndarray) -> np.ndarray:
+    """Expected download + compute + upload seconds of `clients` this round."""
+    bytes_down, bytes_up = self.known_payload_bytes()
+    clients = np.asarray(clients, np.int64)
+    times = self.accountant.client_times(
+        clients, self.local_work.samples(self.population.num_examples[clients]),
+        bytes_down, bytes_up)
+    return sum(times)
+
+  def known_payload_bytes(self) -> tuple[int, int]:
+    """The payload once known (it is sized from the first process state)."""
+    return (0, 0)
+
+  def estimate_samples(self, clients: np.ndarray) -> np.ndarray:
+    """Examples each of `clients` trains on with the configured local work."""
+    return self.local_work.samples(self.population.num_examples[np.asarray(clients)])
+
+  def evaluate(self, record: dict[str, Any], round_num: int, process_state: Any) -> None:
+    """Adds the test metrics to `record` every `eval_every` rounds."""
+    if self.evaluation is not None and round_num % self.eval_every == 0:
+      record.update(self.evaluation.evaluate(self.model_weights(process_state)))
+
+  def evaluate_initial(self, state: SimulationState) -> RoundResult:
+    """Round 0: the initial model's accuracy, before any training."""
+    wall_start = time.perf_counter()
+    record = self.empty_record(state.virtual_time_s)
+    self.evaluate(record, 0, state.process_state)
+    self.hooks.on_round_end(0, record, None)
+    record['wall_clock_s'] = time.perf_counter() - wall_start
+    return RoundResult(record)
+
+  # -- the program loop ---------------------------------------------------------
+
+  def publish(self, round_num: int, result: RoundResult) -> None:
+    """Writes a round's record and client rows (the only writes of a run)."""
+    if self.client_log is not None and result.client_rows:
+      self.client_log.append(result.client_rows)
+    metrics_lib.release(self.release_managers, result.metrics, round_num)
+
+  def run(self, state: SimulationState, rounds: int,
+          on_round: Optional[RoundCallback] = None,
+          checkpointer: Optional[checkpoint_lib.Checkpointer] = None,
+          executor: Optional[Executor] = None) -> SimulationState:
+    """Runs until `state.round_num == rounds` (round 0 evaluates the start).
+
+    Rounds run through `executor` (retried from the same state after a worker
+    failure). With a `checkpointer`, saves whenever it is due and after the
+    last round.
+    """
+    executor = executor or InlineExecutor()
+    if state.round_num == 0:
+      result = executor.call(self.evaluate_initial, state, description='round 0')
+      self.publish(0, result)
+      if on_round is not None:
+        on_round({'round': 0, **result.metrics})
+    while state.round_num < rounds:
+      round_num = state.round_num + 1
+      state, result = executor.call(self.run_round, state,
+                                    description=f'round {round_num}')
+      executor.recycle_grown_workers(f'after round {round_num}')
+      self.publish(round_num, result)
+      if checkpointer is not None and checkpointer.due(round_num, rounds):
+        checkpointer.save(round_num, self.checkpoint(state))
+      if on_round is not None:
+        on_round({'round': round_num, **result.metrics})
+    return state
+
+  def checkpoint(self, state: SimulationState) -> dict[str, Any]:
+    """`state` as a nested structure of arrays."""
+    saved = {'process_state': state.process_state,
+             'round_num': np.int64(state.round_num),
+             'virtual_time_s': np.float64(state.virtual_time_s),
+             'selector_state': dict(state.selector_state)}
+    if state.pending is not None:
+      saved['pending'] = self.pending_checkpoint(state.pending)
+    return saved
+
+  def restore(self, checkpointer: checkpoint_lib.Checkpointer
+              ) -> Optional[SimulationState]:
+    """The newest checkpoint's state (the client log cut back to it), or None."""
+    saved = checkpointer.load_latest(self.checkpoint(self.initialize()))
+    if saved is None:
+      return None
+    round_num = int(saved['round_num'])
+    if self.client_log is not None:
+      self.client_log.truncate_after(round_num)
+    return SimulationState(
+        round_num, saved['process_state'], float(saved['virtual_time_s']),
+        saved['selector_state'],
+        self.pending_from_checkpoint(saved['pending']) if 'pending' in saved else None)
+
+
+class Simulation(Driver):
   """Runs an unmodified TFF process under trace-driven participation."""
 
   def __init__(
@@ -66,27 +302,20 @@ class Simulation:
       local_work: local_work_lib.LocalWork,
       *,
       seed: int,
-      evaluation: Optional[evaluation_lib.FederatedEvaluation] = None,
-      eval_every: int = 1,
-      release_managers: Sequence[tff.program.ReleaseManager] = (),
-      timeline: Optional[metrics_lib.TimelineWriter] = None,
       payload_bytes: Optional[tuple[int, int]] = None,
       initial_model_weights: Optional[Any] = None,
-      idle_step_s: float = 60.0,
-      max_idle_s: float = 7 * 24 * 3600.0,
-      hooks: Sequence[hooks_lib.Hooks] = (),
+      **driver_kwargs: Any,
   ):
     if list(train_data.client_ids) != list(population.client_ids):
       raise ValueError('population.client_ids must list train_data.client_ids '
                        'in the same order.')
-    if eval_every < 1:
-      raise ValueError(f'eval_every must be >= 1, got {eval_every}.')
+    super().__init__(population, selector, accountant, local_work, seed=seed,
+                     **driver_kwargs)
     self._raw_process = process
-    self.hooks = hooks_lib.HookList(hooks)
     # Client tasks <id, slot, amount> instead of ids when the process reports
     # per-client losses or a hook chooses per-client local work (feedback.py).
     loss_slots = feedback_lib.reported_loss_slots(process)
-    if getattr(selector, 'needs_client_loss', False) and not loss_slots:
+    if self.selector.needs_client_loss and not loss_slots:
       raise ValueError(
           f'{type(selector).__name__} needs per-client training losses: build the '
           'process from feedback.loss_reporting_model_fn(model_fn, ...).')
@@ -95,21 +324,8 @@ class Simulation:
       self._tasks = feedback_lib.ClientTasks(train_data, local_work, loss_slots)
     self._process = compose_with_client_data(
         process, self._tasks or train_data.preprocess(local_work.preprocess))
-    if hasattr(selector, 'bind'):
-      selector.bind(self.estimate_duration_s, self.estimate_samples)
-    self.population = population
-    self.selector = selector
-    self.accountant = accountant
-    self.local_work = local_work
-    self.seed = seed
-    self.evaluation = evaluation
-    self.eval_every = eval_every
-    self.release_managers = list(release_managers)
-    self.timeline = timeline
     self._payload_bytes = payload_bytes
     self._initial_model_weights = initial_model_weights
-    self.idle_step_s = idle_step_s
-    self.max_idle_s = max_idle_s
 
   def initialize(self) -> SimulationState:
     """Round 0; the model starts from `initial_model_weights` when given."""
@@ -118,88 +334,48 @@ class Simulation:
       process_state = self._process.set_model_weights(
           process_state, self._initial_model_weights)
     return SimulationState(round_num=0, process_state=process_state,
-                           virtual_time_s=self.accountant.virtual_time_s)
-
-  def restore(self, checkpointer: checkpoint_lib.Checkpointer
-              ) -> Optional[SimulationState]:
-    """The newest checkpoint's state (selector and timeline rewound), or None."""
-    saved = checkpointer.load_latest(self._checkpoint(self.initialize()))
-    if saved is None:
-      return None
-    round_num = int(saved['round_num'])
-    self.selector.set_state(saved['selector_state'])
-    if self.timeline is not None:
-      self.timeline.truncate_after(round_num)
-    return SimulationState(round_num, saved['process_state'],
-                           float(saved['virtual_time_s']))
-
-  def _checkpoint(self, state: SimulationState) -> dict[str, Any]:
-    return {'process_state': state.process_state,
-            'round_num': np.int64(state.round_num),
-            'virtual_time_s': np.float64(state.virtual_time_s),
-            'selector_state': self.selector.get_state()}
+                           virtual_time_s=0.0,
+                           selector_state=self.selector.get_state())
 
   def payload_bytes(self, process_state: Any) -> tuple[int, int]:
-    """(download, upload) bytes per client."""
-    if self._payload_bytes is not None:
-      return self._payload_bytes
-    if isinstance(self._raw_process, tff.learning.templates.LearningProcess):
-      self._payload_bytes = payload.learning_process_payload(
-          self._raw_process, process_state)
-    else:
-      size = payload.serialized_nbytes(process_state)
-      self._payload_bytes = (size, size)
+    """(download, upload) bytes per client, sized once from a process state."""
+    if self._payload_bytes is None:
+      if isinstance(self._raw_process, tff.learning.templates.LearningProcess):
+        self._payload_bytes = payload.learning_process_payload(
+            self._raw_process, process_state)
+      else:
+        size = payload.serialized_nbytes(process_state)
+        self._payload_bytes = (size, size)
     return self._payload_bytes
 
-  def estimate_duration_s(self, clients: np.ndarray) -> np.ndarray:
-    """Expected download + compute + upload seconds of `clients` this round."""
-    bytes_down, bytes_up = self._payload_bytes or (0, 0)
-    clients = np.asarray(clients, np.int64)
-    times = self.accountant.client_times(
-        clients, self.local_work.samples(self.population.num_examples[clients]),
-        bytes_down, bytes_up)
-    return sum(times)
-
-  def estimate_samples(self, clients: np.ndarray) -> np.ndarray:
-    """Examples each of `clients` trains on with the configured local work."""
-    return self.local_work.samples(self.population.num_examples[np.asarray(clients)])
+  def known_payload_bytes(self) -> tuple[int, int]:
+    return self._payload_bytes or (0, 0)
 
   def model_weights(self, process_state: Any) -> Any:
     return self._process.get_model_weights(process_state)
 
-  def _select(self, round_num: int) -> np.ndarray:
-    """Candidates for the round, idling the clock while nobody is online."""
-    idle_s = 0.0
-    while True:
-      rng = np.random.default_rng([self.seed, round_num, int(idle_s)])
-      candidates = self.selector.select(
-          round_num, self.accountant.virtual_time_s, self.population, rng)
-      if len(candidates) or idle_s >= self.max_idle_s:
-        return candidates
-      self.accountant.virtual_time_s += self.idle_step_s
-      idle_s += self.idle_step_s
-
-  def run_round(self, state: SimulationState) -> tuple[SimulationState, dict[str, Any]]:
-    """One round; returns the new state and the round's record."""
+  def run_round(self, state: SimulationState
+                ) -> tuple[SimulationState, RoundResult]:
+    """One round from `state`; returns the new state and what to write."""
     wall_start = time.perf_counter()
     round_num = state.round_num + 1
-    self.accountant.virtual_time_s = state.virtual_time_s
+    self.load_selector(state)
     process_state = state.process_state
     started = self.hooks.on_round_start(round_num, state.virtual_time_s, process_state)
     process_state = process_state if started is None else started
     bytes_down, bytes_up = self.payload_bytes(process_state)
-    candidates = self._select(round_num)
+    candidates, start_s = self.select_idling(round_num, state.virtual_time_s)
     amounts = self.hooks.local_work(round_num, candidates, self.population)
     outcome = self.accountant.account(
         round_num, candidates,
         self.local_work.samples(self.population.num_examples[candidates], amounts),
-        bytes_down, bytes_up)
+        bytes_down, bytes_up, start_time_s=start_s)
     keep = self.hooks.on_client_completion(round_num, outcome)
     if keep is not None:
       outcome = hooks_lib.revise_outcome(
           outcome, keep, self.population.online_until_s(outcome.clients, outcome.start_time_s)
           - outcome.start_time_s, bytes_down, bytes_up, self.accountant.deadline_s)
-      self.accountant.virtual_time_s = outcome.start_time_s + outcome.duration_s
+    end_s = outcome.start_time_s + outcome.duration_s
     completed = outcome.status == accounting.Status.COMPLETED
     completed_ids = [self.population.client_ids[c] for c in outcome.completed]
 
@@ -219,27 +395,28 @@ class Simulation:
     feedback = selection.RoundFeedback.from_outcome(outcome, *losses)
     self.selector.observe(round_num, feedback)
 
-    record = self._record(outcome.duration_s, outcome, train)
-    if self.evaluation is not None and round_num % self.eval_every == 0:
-      record.update(self.evaluation.evaluate(self.model_weights(process_state)))
+    record = self._record(end_s, outcome, train)
+    self.evaluate(record, round_num, process_state)
     self.hooks.on_round_end(round_num, record, feedback)
     record['wall_clock_s'] = time.perf_counter() - wall_start
+    new_state = SimulationState(round_num, process_state, end_s,
+                                self.selector.get_state())
+    return new_state, RoundResult(
+        record, tuple(metrics_lib.timeline_rows(outcome, self.population.client_ids)),
+        feedback)
 
-    if self.timeline is not None:
-      self.timeline.write(outcome)
-    metrics_lib.release(self.release_managers, record, round_num)
-    return SimulationState(round_num, process_state,
-                           self.accountant.virtual_time_s), record
+  def empty_record(self, virtual_time_s: float) -> dict[str, Any]:
+    return self._record(virtual_time_s, None, evaluation_lib.train_metrics(None))
 
-  def _record(self, duration_s: float,
+  def _record(self, virtual_time_s: float,
               outcome: Optional[accounting.RoundOutcome],
               train: dict[str, float]) -> dict[str, Any]:
     """One row of metrics.csv (counts are zero when nobody was invited)."""
     status = outcome.status if outcome else np.zeros(0, np.int8)
     completed = status == accounting.Status.COMPLETED
     return {
-        'virtual_time_s': self.accountant.virtual_time_s,
-        'round_duration_s': duration_s,
+        'virtual_time_s': virtual_time_s,
+        'round_duration_s': outcome.duration_s if outcome else 0.0,
         'selected': len(status),
         'completed': int(completed.sum()),
         'dropped': int(np.sum(status == accounting.Status.DROPPED_OFFLINE)),
@@ -252,34 +429,3 @@ class Simulation:
         'bytes_up': int(outcome.bytes_up.sum()) if outcome else 0,
         'client_compute_s': float(outcome.compute_s[completed].sum()) if outcome else 0.0,
     }
-
-  def evaluate_initial(self, state: SimulationState) -> dict[str, Any]:
-    """Round 0: the initial model's accuracy, before any training."""
-    wall_start = time.perf_counter()
-    record = self._record(0.0, None, evaluation_lib.train_metrics(None))
-    if self.evaluation is not None:
-      record.update(self.evaluation.evaluate(self.model_weights(state.process_state)))
-    self.hooks.on_round_end(0, record, None)
-    record['wall_clock_s'] = time.perf_counter() - wall_start
-    metrics_lib.release(self.release_managers, record, 0)
-    return record
-
-  def run(self, state: SimulationState, rounds: int,
-          on_round: Optional[RoundCallback] = None,
-          checkpointer: Optional[checkpoint_lib.Checkpointer] = None,
-          ) -> SimulationState:
-    """Runs until `state.round_num == rounds` (round 0 evaluates the start).
-
-    With a `checkpointer`, saves whenever it is due and after the last round.
-    """
-    if state.round_num == 0:
-      record = self.evaluate_initial(state)
-      if on_round is not None:
-        on_round({'round': 0, **record})
-    while state.round_num < rounds:
-      state, record = self.run_round(state)
-      if checkpointer is not None and checkpointer.due(state.round_num, rounds):
-        checkpointer.save(state.round_num, self._checkpoint(state))
-      if on_round is not None:
-        on_round({'round': state.round_num, **record})
-    return state

@@ -24,7 +24,6 @@ import tensorflow_federated as tff
 
 from tf_fedscale import memory_recycling
 from tf_fedscale import placement
-from tf_fedscale import round_retry
 from tf_fedscale import runtime
 from tf_fedscale import sharded_context
 from tf_fedscale import worker_errors
@@ -266,8 +265,3 @@ class WorkerPool:
                    found.baseline_bytes / 2**20, worker.pid)
     self._connect()
     return restarted
-
-  def protect(self, sim) -> None:
-    """Makes `sim.run_round` (and round 0) survive worker failures
-    (`round_retry.protect`)."""
-    round_retry.protect(self, sim)
