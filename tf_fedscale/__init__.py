@@ -23,14 +23,14 @@ _EXPORTS = {
     'availability': ('AvailabilityTrace',),
     'checkpoint': ('Checkpointer',),
     'evaluation': ('FederatedEvaluation',),
-    'hooks': ('Hooks',),
+    'hooks': ('ClientCompletionHook', 'LocalWorkHook', 'RoundEndHook', 'RoundStartHook'),
     'local_work': ('LocalWork',),
     'oort': ('OortSelector',),
     'population': ('DeviceProfiles', 'Population'),
     'runtime': ('install_local_context', 'local_context', 'stop_all_workers'),
-    'selection': ('FastestSelector', 'RoundFeedback', 'Selector', 'UniformSelector',
-                  'build_selector', 'register_selector'),
-    'simulation': ('Simulation', 'SimulationState'),
+    'selection': ('BaseSelector', 'FastestSelector', 'RoundFeedback', 'Selector',
+                  'UniformSelector', 'build_selector', 'register_selector'),
+    'simulation': ('RoundResult', 'Simulation', 'SimulationState'),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
