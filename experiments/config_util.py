@@ -78,10 +78,13 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'must be >= 0, got {config.proximal_strength}.')
   for key in ('max_concurrency', 'buffer_size', 'max_staleness'):
     _require(config[key] >= 0, key, f'must be >= 0, got {config[key]}.')
-  if config.mode == 'async':
+  if config.mode == 'async':  # what FedBuff cannot do (tf_fedscale/asynchronous.py)
     _require(config.algorithm in ASYNC_ALGORITHMS, 'algorithm',
              f'--mode=async takes one of {ASYNC_ALGORITHMS} (a client work plus a '
              f'server optimizer), got {config.algorithm!r}.')
+    _require(not config.deadline_s, 'deadline_s',
+             f'--mode=async has no rounds to cut at a deadline, got {config.deadline_s}; '
+             'drop it (--max_staleness bounds late updates).')
   steps, epochs = config.local_steps, config.local_epochs
   _require(steps >= 0 and epochs >= 0, 'local_steps',
            f'local_steps and local_epochs must be >= 0, got {steps} and {epochs}.')

@@ -8,7 +8,8 @@ privacy report when DP is on).
 """
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Optional
 
 import ml_collections
 import tensorflow_federated as tff
@@ -43,7 +44,8 @@ def selector_names() -> SelectorNames:
 
 @dataclasses.dataclass
 class Plugins:
-  process: tff.learning.templates.LearningProcess
+  process: Optional[tff.learning.templates.LearningProcess]  # None in async mode
+  model_fn: Callable[[], tff.learning.models.VariableModel]  # what clients train
   selector: selection.Selector
   aggregator: aggregators.Aggregator
   payload_bytes: tuple[int, int]
@@ -64,10 +66,18 @@ def build_selector(config: ml_collections.ConfigDict) -> selection.Selector:
 
 def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
                   population: population_lib.Population) -> Plugins:
-  """Process, selector, payload and hooks for `config` (already validated)."""
+  """Process, selector, payload and hooks for `config` (already validated).
+
+  In async mode there is no process (FedBuff builds its client work from
+  `model_fn`, each client in its own call: one loss slot), and the updates
+  aggregated at once are the buffer's.
+  """
   selector = build_selector(config)
+  asynchronous = config.mode == 'async'
+  cohort = (config.buffer_size or config.clients_per_round) if asynchronous else (
+      config.clients_per_round)
   aggregator = aggregators.build_aggregator(
-      config.aggregator, clients_per_round=config.clients_per_round,
+      config.aggregator, clients_per_round=cohort,
       clip_norm=config.clip_norm, adaptive_clipping=config.adaptive_clipping,
       clip_quantile=config.clip_quantile, zeroing_norm=config.zeroing_norm,
       noise_multiplier=config.noise_multiplier,
@@ -77,19 +87,19 @@ def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
   if selector.needs_client_loss:
     model_fn = feedback.loss_reporting_model_fn(
         model_fn, feedback.keras_per_example_loss(task.loss_fn),
-        num_slots=selector.num_candidates)
-  process = algorithms.build_process(
-      config.algorithm, model_fn, config.client_lr, config.server_lr,
-      proximal_strength=config.proximal_strength,
-      model_aggregator=aggregator.factory, qffl_q=config.qffl_q)
-  process = aggregator.prepare_process(process)
+        num_slots=1 if asynchronous else selector.num_candidates)
+  process = None
+  if not asynchronous:
+    process = aggregator.prepare_process(algorithms.build_process(
+        config.algorithm, model_fn, config.client_lr, config.server_lr,
+        proximal_strength=config.proximal_strength,
+        model_aggregator=aggregator.factory, qffl_q=config.qffl_q))
   hooks = []
   if aggregator.is_private:
     hooks.append(aggregators.PrivacyReport(
-        config.noise_multiplier, config.clients_per_round, population.num_clients,
-        config.dp_delta))
+        config.noise_multiplier, cohort, population.num_clients, config.dp_delta))
   return Plugins(
-      process=process, selector=selector, aggregator=aggregator,
+      process=process, model_fn=model_fn, selector=selector, aggregator=aggregator,
       payload_bytes=algorithms.payload_bytes(config.algorithm, task.model_fn(),
                                              aggregator.upload_nbytes),
       hooks=hooks)

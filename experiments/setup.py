@@ -83,19 +83,14 @@ class Experiment:
   population: population_lib.Population
   local_work: local_work_lib.LocalWork
 
-  def build_simulation(self, output_dir: Optional[str]) -> simulation.Simulation:
+  def build_simulation(self, output_dir: Optional[str]) -> simulation.Driver:
+    """The driver of `--mode`: synchronous rounds, or FedBuff server steps."""
     config = self.config
     model_fn = self.task.model_fn()
     plugins = plugins_lib.build_plugins(config, self.task, self.population)
     eval_ids = evaluation.choose_eval_clients(
         self.task.test_data.client_ids, config.eval_clients, config.seed)
-    return simulation.Simulation(
-        plugins.process, self.task.train_data, self.population, plugins.selector,
-        accounting.LatencyAccountant(
-            self.population, clients_per_round=config.clients_per_round,
-            deadline_s=config.deadline_s or None,
-            backward_factor=config.backward_factor),
-        self.local_work,
+    driver_kwargs = dict(
         seed=config.seed,
         evaluation=evaluation.FederatedEvaluation(
             model_fn, self.task.test_data, eval_ids, config.batch_size),
@@ -104,11 +99,27 @@ class Experiment:
         payload_bytes=plugins.payload_bytes,
         hooks=plugins.hooks,
         release_managers=(metrics.build_release_managers(output_dir, config.tensorboard)
-                          if output_dir else ()),
+                          if output_dir else ()))
+    accountant = accounting.LatencyAccountant(
+        self.population, clients_per_round=config.clients_per_round,
+        deadline_s=config.deadline_s or None, backward_factor=config.backward_factor)
+    if config.mode == 'async':
+      return asynchronous.AsyncSimulation(
+          plugins.model_fn,
+          tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
+          algorithms.server_optimizer(config.algorithm, config.server_lr),
+          self.task.train_data, self.population, plugins.selector, accountant,
+          self.local_work, async_config(config), aggregator=plugins.aggregator,
+          client_log=(asynchronous.client_log(os.path.join(output_dir, ASYNC_UPDATES_FILE))
+                      if output_dir else None),
+          **driver_kwargs)
+    return simulation.Simulation(
+        plugins.process, self.task.train_data, self.population, plugins.selector,
+        accountant, self.local_work,
         client_log=(metrics.ClientLog(os.path.join(output_dir, 'clients.csv'),
                                       metrics.TIMELINE_COLUMNS)
                     if output_dir else None),
-    )
+        **driver_kwargs)
 
   def initial_model_weights(self) -> tff.learning.models.ModelWeights:
     """The Keras model's initial weights, drawn from the run seed."""
@@ -117,16 +128,15 @@ class Experiment:
   def run(self, output_dir: Optional[str],
           on_round: Optional[Callable[[dict], None]] = None,
           resume: bool = False) -> simulation.SimulationState:
-    """Runs all rounds on the `--execution` context (managed TFF workers),
-    checkpointing into `<output_dir>/checkpoints`; with `resume`, continues
-    from the newest one. A round that fails on a dying worker runs again after
-    the worker is restarted or dropped (tf_fedscale/worker_pool.py)."""
+    """Runs all rounds (server steps in async mode) on the `--execution`
+    engine, checkpointing into `<output_dir>/checkpoints`; with `resume`,
+    continues from the newest one. A round that fails on a dying worker is
+    called again with the same state after the worker is restarted or dropped
+    (tf_fedscale/worker_pool.py)."""
     checkpointer = (checkpoint.Checkpointer(os.path.join(output_dir, 'checkpoints'),
                                             self.config.checkpoint_every)
                     if output_dir else None)
     with execution.from_config(self.config) as pool:
-      if self.config.mode == 'async':
-        return self.run_async(output_dir, on_round, checkpointer, resume, pool.call)
       sim = self.build_simulation(output_dir)
       state = sim.restore(checkpointer) if resume else None
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
@@ -135,48 +145,6 @@ class Experiment:
         self.write_client_accuracy(sim.model_weights(state.process_state),
                                    os.path.join(output_dir, CLIENT_ACCURACY_FILE))
       return state
-
-  def run_async(self, output_dir: Optional[str],
-                on_round: Optional[Callable[[dict], None]] = None,
-                checkpointer: Optional[checkpoint.Checkpointer] = None,
-                resume: bool = False,
-                invoke: Optional[asynchronous.Invoke] = None
-                ) -> tff.learning.models.ModelWeights:
-    """FedBuff (`--mode=async`) on the same task, traces and accountant."""
-    config = self.config
-    model_fn = self.task.model_fn()
-    eval_ids = evaluation.choose_eval_clients(
-        self.task.test_data.client_ids, config.eval_clients, config.seed)
-    sim = asynchronous.AsyncSimulation(
-        model_fn, tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
-        algorithms.server_optimizer(config.algorithm, config.server_lr),
-        self.task.train_data, self.population,
-        plugins_lib.build_selector(config),
-        accounting.LatencyAccountant(self.population,
-                                     clients_per_round=config.clients_per_round,
-                                     backward_factor=config.backward_factor),
-        self.local_work,
-        asynchronous.AsyncConfig(
-            max_concurrency=config.max_concurrency or math.ceil(
-                config.overcommit * config.clients_per_round),
-            buffer_size=config.buffer_size or config.clients_per_round,
-            max_staleness=config.max_staleness,
-            staleness_weighting=config.staleness_weighting),
-        seed=config.seed,
-        initial_model_weights=self.initial_model_weights(),
-        evaluation=evaluation.FederatedEvaluation(
-            model_fn, self.task.test_data, eval_ids, config.batch_size),
-        eval_every=config.eval_every,
-        release_managers=(metrics.build_release_managers(output_dir, config.tensorboard)
-                          if output_dir else ()),
-        updates_path=os.path.join(output_dir, ASYNC_UPDATES_FILE) if output_dir else None,
-        invoke=invoke)
-    state = sim.restore(checkpointer) if resume else None
-    sim.run(state or sim.initial_state(), config.rounds, on_round, checkpointer)
-    if output_dir:
-      self.write_client_accuracy(sim.weights,
-                                 os.path.join(output_dir, CLIENT_ACCURACY_FILE))
-    return sim.weights
 
   def write_client_accuracy(self, model_weights: tff.learning.models.ModelWeights,
                             path: str) -> None:
@@ -201,6 +169,17 @@ class Experiment:
         if count:
           writer.writerow([client_id, count, round(sum(losses) / count, 6),
                            round(float(metric.result()), 6)])
+
+
+def async_config(config: ml_collections.ConfigDict) -> asynchronous.AsyncConfig:
+  """FedBuff's knobs; 0 means ceil(overcommit x clients_per_round) concurrent
+  clients and a buffer of clients_per_round."""
+  return asynchronous.AsyncConfig(
+      max_concurrency=config.max_concurrency or math.ceil(
+          config.overcommit * config.clients_per_round),
+      buffer_size=config.buffer_size or config.clients_per_round,
+      max_staleness=config.max_staleness,
+      staleness_weighting=config.staleness_weighting)
 
 
 _LOCAL_WORK = {'local_steps', 'local_epochs'}

@@ -11,10 +11,13 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tf_fedscale import accounting
+from tf_fedscale import aggregators
 from tf_fedscale import asynchronous
 from tf_fedscale import availability
 from tf_fedscale import checkpoint
+from tf_fedscale import feedback
 from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import oort
 from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
 from tf_fedscale import seeding
@@ -62,20 +65,21 @@ class AsynchronousTest(absltest.TestCase):
     self.model_fn = self.task.model_fn()
     self.initial = seeding.initial_model_weights(self.task.keras_model_fn, 0)
 
-  def _async(self, population, selector, config, updates_path=None):
+  def _async(self, population, selector, config, updates_path=None, **kwargs):
     return asynchronous.AsyncSimulation(
-        self.model_fn, tff.learning.optimizers.build_sgdm(0.1),
+        kwargs.pop('model_fn', self.model_fn), tff.learning.optimizers.build_sgdm(0.1),
         tff.learning.optimizers.build_sgdm(1.0), self.task.train_data, population,
         selector, accounting.LatencyAccountant(population, clients_per_round=3),
         self.work, config, seed=0, initial_model_weights=self.initial,
-        updates_path=updates_path)
+        client_log=asynchronous.client_log(updates_path) if updates_path else None,
+        **kwargs)
 
   def test_reproduces_synchronous_fedavg(self):
     schedule = [[3, 7, 1], [0, 19, 4], [5, 6, 2]]
     sim = self._async(_population(self.task, np.full(20, 5.0)), ScheduleSelector(schedule),
                       asynchronous.AsyncConfig(3, 3, max_staleness=0))
     records = []
-    sim.run(sim.initial_state(), 3, records.append)
+    final = sim.run(sim.initialize(), 3, records.append)
 
     fedavg = tff.learning.algorithms.build_weighted_fed_avg(
         self.model_fn, client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1),
@@ -87,7 +91,8 @@ class AsynchronousTest(absltest.TestCase):
       state = fedavg.next(state, [str(c) for c in clients]).state
     tf.nest.map_structure(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-        sim.weights.trainable, fedavg.get_model_weights(state).trainable)
+        sim.model_weights(final.process_state).trainable,
+        fedavg.get_model_weights(state).trainable)
     self.assertEqual([r['round'] for r in records], [0, 1, 2, 3])
     self.assertEqual([r['staleness_max'] for r in records[1:]], [0, 0, 0])
     # 3 steps x 5 samples x 5 ms x 3 = 0.225 s per wave of equal clients.
@@ -102,7 +107,7 @@ class AsynchronousTest(absltest.TestCase):
                                                staleness_weighting='sqrt'),
                       updates_path=updates)
     records = []
-    sim.run(sim.initial_state(), 30, records.append)
+    sim.run(sim.initialize(), 30, records.append)
     with open(updates) as f:
       rows = list(csv.DictReader(f))
     applied = [int(r['staleness']) for r in rows if r['status'] == 'applied']
@@ -126,24 +131,146 @@ class AsynchronousTest(absltest.TestCase):
       return [{k: repr(v) for k, v in r.items() if k != 'wall_clock_s'} for r in records]
 
     reference, expected = build('reference'), []
-    reference.run(reference.initial_state(), 10, expected.append)
+    reference_state = reference.run(reference.initialize(), 10, expected.append)
 
     ckpt_dir = os.path.join(tmp, 'checkpoints')
     killed = build('resumed')
-    killed.run(killed.initial_state(), 7, checkpointer=checkpoint.Checkpointer(ckpt_dir, 4))
+    killed.run(killed.initialize(), 7, checkpointer=checkpoint.Checkpointer(ckpt_dir, 4))
     # As if killed after step 7 was logged but before its checkpoint was written.
     shutil.rmtree(os.path.join(ckpt_dir, f'{checkpoint.PREFIX}7'))
     resumed, records = build('resumed'), []
     state = resumed.restore(checkpoint.Checkpointer(ckpt_dir, 4))
-    self.assertEqual(state.version, 4)
-    resumed.run(state, 10, records.append)
+    self.assertEqual(state.round_num, 4)
+    resumed_state = resumed.run(state, 10, records.append)
 
     self.assertEqual(steps(records), steps(expected[5:]))
     tf.nest.map_structure(np.testing.assert_array_equal,
-                          resumed.weights.trainable, reference.weights.trainable)
+                          resumed.model_weights(resumed_state.process_state).trainable,
+                          reference.model_weights(reference_state.process_state).trainable)
     with open(os.path.join(tmp, 'reference.csv')) as a, \
          open(os.path.join(tmp, 'resumed.csv')) as b:
       self.assertEqual(b.read(), a.read())
+
+  def test_a_server_step_is_a_function_of_its_state(self):
+    sim = self._async(_population(self.task, np.where(np.arange(20) < 5, 10.0, 1.0)),
+                      oort.OortSelector(4), asynchronous.AsyncConfig(4, 2, max_staleness=2),
+                      model_fn=self._loss_model_fn())
+    state = sim.run(sim.initialize(), 2)
+    first_state, first = sim.run_round(state)
+    again_state, again = sim.run_round(state)  # a retry: the same step
+    self.assertEqual(again.client_rows, first.client_rows)
+    self.assertEqual(again_state.virtual_time_s, first_state.virtual_time_s)
+    for key, value in first_state.selector_state.items():
+      np.testing.assert_array_equal(again_state.selector_state[key], value, err_msg=key)
+    tf.nest.map_structure(np.testing.assert_array_equal,
+                          again_state.process_state['trainable'],
+                          first_state.process_state['trainable'])
+    self.assertEqual(state.round_num, 2)  # the input is untouched
+
+  def test_oort_learns_from_every_update(self):
+    selector = oort.OortSelector(4, exploration=0.5)
+    sim = self._async(_population(self.task, np.full(20, 5.0)), selector,
+                      asynchronous.AsyncConfig(4, 2, max_staleness=3),
+                      model_fn=self._loss_model_fn())
+    results = []
+    state = sim.initialize()
+    for _ in range(6):
+      state, result = sim.run_round(state)
+      results.append(result)
+    saved = state.selector_state
+    applied = sum(r.metrics['completed'] for r in results)
+    self.assertEqual(int(saved['count'].sum()), applied)  # one observation per update
+    for result in results:
+      done = result.feedback.status == accounting.Status.COMPLETED
+      self.assertTrue((result.feedback.loss_count[done] == 15).all())  # 3 steps x 5
+      rms = np.sqrt(result.feedback.loss_sq_sum[done] / 15)
+      self.assertTrue(np.isfinite(rms).all())
+    explored = np.flatnonzero(saved['count'] > 0)
+    np.testing.assert_allclose(saved['duration_s'][explored], 0.225, rtol=1e-5)
+    self.assertTrue((saved['utility'][explored] > 0).all())
+    # With utilities known, Oort now exploits as well as explores.
+    selector.set_state(saved)
+    picked = selector.select(7, state.virtual_time_s, sim.population,
+                             np.random.default_rng(0))
+    self.assertNotEmpty(np.intersect1d(picked, explored))
+    self.assertNotEmpty(selector.last_exploited)
+
+  def test_the_aggregator_aggregates_the_buffer(self):
+    clip = 0.01
+    agg = aggregators.build_aggregator('clipping', clip_norm=clip)
+    sim = self._async(_population(self.task, np.full(20, 5.0)), selection.UniformSelector(3),
+                      asynchronous.AsyncConfig(3, 3, max_staleness=0), aggregator=agg)
+    start = sim.initialize()
+    state, result = sim.run_round(start)
+    delta = [a - b for a, b in zip(state.process_state['trainable'],
+                                   start.process_state['trainable'])]
+    norm = np.sqrt(sum(float(np.sum(d.astype(np.float64) ** 2)) for d in delta))
+    self.assertGreater(norm, 0.0)
+    self.assertLessEqual(norm, clip * (1 + 1e-5))  # a mean of clipped updates
+    plain = self._async(_population(self.task, np.full(20, 5.0)),
+                        selection.UniformSelector(3),
+                        asynchronous.AsyncConfig(3, 3, max_staleness=0))
+    plain_state, _ = plain.run_round(plain.initialize())
+    plain_norm = np.sqrt(sum(float(np.sum((a - b).astype(np.float64) ** 2)) for a, b in zip(
+        plain_state.process_state['trainable'], start.process_state['trainable'])))
+    self.assertGreater(plain_norm, 10 * clip)
+
+  def test_dp_noise_and_epsilon_in_async_mode(self):
+    agg = aggregators.build_aggregator('dp', clients_per_round=2, noise_multiplier=1.0,
+                                       clip_norm=0.1)
+    sim = self._async(_population(self.task, np.full(20, 5.0)), selection.UniformSelector(2),
+                      asynchronous.AsyncConfig(2, 2, max_staleness=1), aggregator=agg,
+                      hooks=[aggregators.PrivacyReport(1.0, 2, 20, 1e-5)])
+    records = []
+    state = sim.run(sim.initialize(), 2, records.append)
+    self.assertAlmostEqual(records[2]['epsilon'],
+                           aggregators.dp_epsilon(1.0, 2 / 20, 2, 1e-5), places=6)
+    self.assertTrue(all(np.isfinite(w).all() for w in state.process_state['trainable']))
+    # The upload is what the aggregator sends.
+    self.assertEqual(records[1]['bytes_up'],
+                     2 * agg.upload_nbytes(self.initial.trainable))
+
+  def test_refuses_what_it_cannot_do(self):
+    pop = _population(self.task, np.full(20, 5.0))
+
+    class RoundStart:
+      def on_round_start(self, round_num, virtual_time_s, process_state):
+        return None
+
+    with self.assertRaisesRegex(ValueError, r"hooks \['RoundStart'\] implement on_round_start"):
+      self._async(pop, selection.UniformSelector(2), asynchronous.AsyncConfig(2, 2, 1),
+                  hooks=[RoundStart()])
+    with self.assertRaisesRegex(ValueError, 'no rounds to cut'):
+      asynchronous.AsyncSimulation(
+          self.model_fn, tff.learning.optimizers.build_sgdm(0.1),
+          tff.learning.optimizers.build_sgdm(1.0), self.task.train_data, pop,
+          selection.UniformSelector(2),
+          accounting.LatencyAccountant(pop, clients_per_round=2, deadline_s=5.0),
+          self.work, asynchronous.AsyncConfig(2, 2, 1), seed=0,
+          initial_model_weights=self.initial)
+    with self.assertRaisesRegex(ValueError, 'needs per-client training losses'):
+      self._async(pop, oort.OortSelector(2), asynchronous.AsyncConfig(2, 2, 1))
+
+  def _loss_model_fn(self):
+    return feedback.loss_reporting_model_fn(
+        self.model_fn, feedback.keras_per_example_loss(self.task.loss_fn), num_slots=1)
+
+  def test_every_aggregator_runs_server_steps(self):
+    pop = _population(self.task, np.full(20, 5.0))
+    for name in aggregators.AGGREGATORS:
+      with self.subTest(name):
+        agg = aggregators.build_aggregator(name, clients_per_round=2,
+                                           adaptive_clipping=True, noise_multiplier=0.1)
+        sim = self._async(pop, selection.UniformSelector(2),
+                          asynchronous.AsyncConfig(2, 2, 1), aggregator=agg)
+        start = sim.initialize()
+        state, result = sim.run_round(sim.run_round(start)[0])
+        moved = [np.abs(a - b).max() for a, b in zip(state.process_state['trainable'],
+                                                     start.process_state['trainable'])]
+        self.assertTrue(np.isfinite(moved).all())
+        self.assertGreater(max(moved), 0.0)
+        self.assertEqual(result.metrics['bytes_up'],
+                         2 * agg.upload_nbytes(self.initial.trainable))
 
   def test_staleness_weights(self):
     self.assertEqual(asynchronous.staleness_weight(3, 'constant'), 1.0)

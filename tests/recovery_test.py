@@ -86,7 +86,7 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
 
   def test_async_training_survives_a_dead_worker(self):
 
-    def fedbuff(invoke):
+    def fedbuff():
       sim = cases.tiny_fedavg_simulation()
       return asynchronous.AsyncSimulation(
           cases.TINY_TASK.model_fn(), tff.learning.optimizers.build_sgdm(0.05),
@@ -94,20 +94,20 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
           sim.population, selection.UniformSelector(4), sim.accountant, sim.local_work,
           asynchronous.AsyncConfig(max_concurrency=4, buffer_size=2, max_staleness=3),
           seed=0, initial_model_weights=seeding.initial_model_weights(
-              cases.TINY_TASK.keras_model_fn, 0), invoke=invoke)
+              cases.TINY_TASK.keras_model_fn, 0))
 
-    with worker_pool.WorkerPool('local') as pool:
-      reference = fedbuff(pool.call)
-      reference.run(reference.initial_state(), 4)
-      survivor = fedbuff(pool.call)
-      state = survivor.run(survivor.initial_state(), 2)
+    with execution.Execution('local') as pool:
+      reference = fedbuff()
+      expected = reference.run(reference.initialize(), 4, executor=pool)
+      survivor = fedbuff()
+      state = survivor.run(survivor.initialize(), 2, executor=pool)
       dead_pid = pool.workers[0].pid
       pool.workers[0].stop()
-      survivor.run(state, 4)
+      state = survivor.run(state, 4, executor=pool)
       self.assertNotEqual(pool.workers[0].pid, dead_pid)
       self.assertTrue(any('restarted it as' in e for e in pool.events))
-      self.assertTrue(any(e.startswith('retrying training client') for e in pool.events))
-    for a, b in zip(survivor.weights.trainable, reference.weights.trainable):
+      self.assertTrue(any(e.startswith('retrying round 3') for e in pool.events))
+    for a, b in zip(state.process_state['trainable'], expected.process_state['trainable']):
       np.testing.assert_array_equal(a, b)
 
   def test_grown_worker_is_recycled_between_rounds(self):

@@ -162,6 +162,10 @@ class Aggregator:
     """`process` made runnable here (secure sum: see `simulate_secure_sum`)."""
     return simulate_secure_sum(process) if self.name == 'secure' else process
 
+  def prepare_computation(self, comp: tff.Computation) -> tff.Computation:
+    """`comp` (which aggregates with `factory`) made runnable here."""
+    return secure_sums_in_the_clear(comp) if self.name == 'secure' else comp
+
   def upload_nbytes(self, trainable: Any) -> int:
     """Bytes one client uploads for an update shaped like `trainable`, plus its weight."""
     weight = payload.serialized_nbytes(tf.constant(0.0))
@@ -183,15 +187,18 @@ def simulate_secure_sum(process: tff.learning.templates.LearningProcess
   aggregation would give; the cryptography and its extra traffic are not
   simulated.
   """
-  def replace(comp):  # same computation, Python container types kept
-    return tff.framework.ConcreteComputation.with_type(
-        tff.backends.test.replace_secure_intrinsics_with_bodies(comp),
-        comp.type_signature)
-
+  replace = secure_sums_in_the_clear
   return tff.learning.templates.LearningProcess(
       replace(process.initialize), replace(process.next),
       process.get_model_weights, process.set_model_weights,
       get_hparams_fn=process.get_hparams, set_hparams_fn=process.set_hparams)
+
+
+def secure_sums_in_the_clear(comp: tff.Computation) -> tff.Computation:
+  """`comp` with its secure-sum intrinsics done as plain integer sums (same
+  type signature, Python container types kept); see `simulate_secure_sum`."""
+  return tff.framework.ConcreteComputation.with_type(
+      tff.backends.test.replace_secure_intrinsics_with_bodies(comp), comp.type_signature)
 
 
 def encoded_nbytes(encoder_fn: EncoderFn, value: Any) -> int:

@@ -1,32 +1,46 @@
-"""Asynchronous federated training (FedBuff) on the same traces and accountant.
+"""Asynchronous federated training (FedBuff) as a `simulation.Driver`.
 
 An event-driven virtual clock: up to `max_concurrency` clients train at once.
 A client starts from the model version current at its start, and its update
 arrives at start + its accounted time (download, compute, upload), unless its
 availability slot ends first (a drop-out). Arriving updates join a buffer; when
-`buffer_size` are buffered the server averages them (example-weighted, times a
-staleness weight) and applies one step of its optimizer. Updates staler than
-`max_staleness` versions are dropped and counted (Nguyen et al. 2022, "Federated
-Learning with Buffered Asynchronous Aggregation").
+`buffer_size` are buffered the server aggregates them and applies one step of
+its optimizer. Updates staler than `max_staleness` versions are dropped and
+counted (Nguyen et al. 2022, "Federated Learning with Buffered Asynchronous
+Aggregation").
 
-Client training and the server step are TFF computations from `tff.learning`
-(`build_model_delta_client_work` and `build_apply_optimizer_finalizer`), so the
-model, task and optimizers are those of the synchronous mode. The whole event
-state (clock, clients in flight with their updates, buffer, server model and
-optimizer state, selector state) is checkpointed every k server steps, so a
-killed run resumes to the same result. With
-max_concurrency = buffer_size = clients_per_round, no over-commitment and equal
-client times, every buffer holds one synchronous round's clients, all with
-staleness 0, and the result is synchronous FedAvg's.
+A "round" of this driver is one server step: `run_round(state)` runs the
+event clock from `state` until the next server step is applied, and returns
+the new state (model, server optimizer and aggregator states, the clients in
+flight with their updates, the buffer, the selector's state, the clock) and
+the step's record. Everything else is the synchronous mode's (`Driver`): the
+selector (loaded from the state, fed back after every step with the clients
+whose updates arrived or whose devices left), the latency accountant, the
+per-client loss reporting Oort needs (`feedback.py`), the `local_work` and
+`on_round_end` hooks, evaluation, checkpoints, retries and the files.
+
+Aggregation is the run's `aggregators.Aggregator`: its TFF factory aggregates
+the buffered updates (so clipping, zeroing, DP noise, secure sum and
+compression work as in synchronous rounds), weighted by examples times the
+staleness weight; an unweighted aggregator (DP) gets each update scaled by
+its staleness weight instead. Client training and the server step are TFF
+computations from `tff.learning` (`build_model_delta_client_work`,
+`build_apply_optimizer_finalizer`). With max_concurrency = buffer_size =
+clients_per_round, no over-commitment and equal client times, every buffer
+holds one synchronous round's clients, all with staleness 0, and the result is
+synchronous FedAvg's.
+
+Not supported here, refused when the driver is built: hooks that start a
+round (`on_round_start`: there is no round, and the server state is not a TFF
+process state) or choose a cohort's finishers (`on_client_completion`: updates
+arrive one by one), and a round deadline.
 """
 
-import csv
 import dataclasses
 import heapq
 import math
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
@@ -34,17 +48,23 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tf_fedscale import accounting
-from tf_fedscale import checkpoint as checkpoint_lib
+from tf_fedscale import aggregators
 from tf_fedscale import evaluation as evaluation_lib
+from tf_fedscale import feedback as feedback_lib
+from tf_fedscale import hooks as hooks_lib
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics as metrics_lib
 from tf_fedscale import payload
 from tf_fedscale import population as population_lib
 from tf_fedscale import selection
+from tf_fedscale import simulation
 
 STALENESS_WEIGHTINGS = ('constant', 'sqrt')
-UPDATE_COLUMNS = ('client_id', 'version_started', 'start_s', 'end_s', 'download_s',
-                  'compute_s', 'upload_s', 'status', 'staleness', 'server_step')
+UPDATE_COLUMNS = ('round', 'client_id', 'version_started', 'start_s', 'end_s',
+                  'download_s', 'compute_s', 'upload_s', 'status', 'staleness',
+                  'server_step')
+EVENT_KINDS = ('arrive', 'dropped_offline')
+UNSUPPORTED_HOOKS = (hooks_lib.RoundStartHook, hooks_lib.ClientCompletionHook)
 
 
 def staleness_weight(staleness: int, weighting: str) -> float:
@@ -75,49 +95,44 @@ class AsyncConfig:
     staleness_weight(0, self.staleness_weighting)
 
 
-@dataclasses.dataclass
-class _Running:
+@dataclasses.dataclass(frozen=True)
+class _Job:
   """A client in flight: what it started from and what it will deliver."""
 
   version: int
   start_s: float
   times: tuple[float, float, float]  # download, compute, upload
-  update: Any
+  samples: int
+  bytes_down: int  # what it received before it finished or left
+  update: Any  # list of arrays, shaped like the trainable weights
   weight: float
   loss: float
   accuracy: float
+  loss_sq_sum: float  # NaN unless the client work reports losses
+  loss_count: float
 
 
-EVENT_KINDS = ('arrive', 'dropped_offline')
+@dataclasses.dataclass(frozen=True)
+class Pending:
+  """The event clock between server steps (`SimulationState.pending`)."""
 
-# How TFF computations are called: `invoke(fn, *args, description=...)`;
-# `execution.Execution.call` retries them on a restarted worker. Each call here
-# is a pure function of its arguments, so running it again is safe.
-Invoke = Callable[..., Any]
-
-
-def _call(fn: Callable[..., Any], *args, description: str = '') -> Any:
-  del description
-  return fn(*args)
+  running: dict[int, _Job]  # by client
+  events: tuple  # heap of (end_s, sequence, kind, client)
+  buffer: tuple  # (job, staleness) in arrival order
+  sequence: int  # events scheduled so far (ties resolve in order)
 
 
-@dataclasses.dataclass
-class AsyncState:
-  """Everything that changes as the event clock runs (what a checkpoint holds,
-  with the server model, its optimizer state and the selector's state)."""
+@dataclasses.dataclass(frozen=True)
+class _Handled:
+  """A client whose update arrived (or device left) during the step."""
 
-  now_s: float
-  version: int = 0  # server steps applied
-  draw: int = 0  # selector calls since the last server step
-  last_step_s: float = 0.0
-  running: dict[int, _Running] = dataclasses.field(default_factory=dict)
-  events: list = dataclasses.field(default_factory=list)  # heap of (end_s, seq, kind, client)
-  buffer: list[tuple[_Running, int]] = dataclasses.field(default_factory=list)
-  stats: dict = dataclasses.field(default_factory=lambda: _fresh_stats())
-  updates_rows: int = 0  # rows of async_updates.csv written so far
+  client: int
+  job: _Job
+  status: int  # accounting.Status
+  end_s: float
 
 
-class AsyncSimulation:
+class AsyncSimulation(simulation.Driver):
   """Runs FedBuff over a population, a selector and a latency accountant."""
 
   def __init__(
@@ -134,296 +149,342 @@ class AsyncSimulation:
       *,
       seed: int,
       initial_model_weights: tff.learning.models.ModelWeights,
-      evaluation: Optional[evaluation_lib.FederatedEvaluation] = None,
-      eval_every: int = 1,
-      release_managers: Sequence[tff.program.ReleaseManager] = (),
-      updates_path: Optional[str] = None,
-      idle_step_s: float = 60.0,
-      invoke: Optional[Invoke] = None,
+      aggregator: Optional[aggregators.Aggregator] = None,
+      payload_bytes: Optional[tuple[int, int]] = None,
+      **driver_kwargs: Any,
   ):
+    """`model_fn` may be `feedback.loss_reporting_model_fn(..., num_slots=1)`
+    (needed by selectors that learn from losses, e.g. Oort)."""
+    super().__init__(population, selector, accountant, local_work, seed=seed,
+                     **driver_kwargs)
+    refused = [type(h).__name__ for h in self.hooks.hooks
+               if isinstance(h, UNSUPPORTED_HOOKS)]
+    if refused:
+      raise ValueError(
+          f'hooks {refused} implement on_round_start or on_client_completion, which '
+          'asynchronous training cannot call (no rounds, updates arrive one by one).')
+    if accountant.deadline_s is not None:
+      raise ValueError(f'asynchronous training has no rounds to cut: the accountant '
+                       f'has deadline_s={accountant.deadline_s}; build it without one.')
+    self.config = config
+    self.aggregator = aggregator or aggregators.build_aggregator('mean')
     client_work = tff.learning.templates.build_model_delta_client_work(
         model_fn, client_optimizer, tff.learning.ClientWeighting.NUM_EXAMPLES)
+    loss_slots = feedback_lib.reported_loss_slots(client_work)
+    if loss_slots > 1:
+      raise ValueError(f'each client trains in its own call: build the model with '
+                       f'num_slots=1, got {loss_slots}.')
+    self._tasks, client_data = self.client_inputs(train_data, loss_slots)
     self._train = tff.simulation.compose_dataset_computation_with_computation(
-        train_data.preprocess(local_work.preprocess).dataset_computation,
-        client_work.next)
+        client_data.dataset_computation, client_work.next)
     self._client_work_state = client_work.initialize()
     weights_type = tff.learning.models.weights_type_from_model(model_fn)
     self._finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
         server_optimizer, weights_type)
-    self._finalizer_state = self._finalizer.initialize()
-    self.weights = initial_model_weights
-    self.population = population
-    self.selector = selector
-    self.accountant = accountant
-    self.local_work = local_work
-    self.config = config
-    self.seed = seed
-    self.evaluation = evaluation
-    self.eval_every = eval_every
-    self.release_managers = list(release_managers)
-    self.idle_step_s = idle_step_s
-    self._invoke = invoke or _call
-    self._bytes_down = payload.serialized_nbytes(initial_model_weights)
-    self._bytes_up = (payload.serialized_nbytes(initial_model_weights.trainable)
-                      + payload.serialized_nbytes(tf.constant(0.0)))
-    self._updates_path = updates_path
-    if updates_path and not os.path.exists(updates_path):
-      with open(updates_path, 'w', newline='') as f:
-        csv.writer(f, lineterminator='\n').writerow(UPDATE_COLUMNS)
+    self._aggregate, self._aggregator_state = self._build_aggregation(
+        weights_type.trainable)
+    self._initial_weights = initial_model_weights
+    self._payload_bytes = payload_bytes or (
+        payload.serialized_nbytes(initial_model_weights),
+        self.aggregator.upload_nbytes(initial_model_weights.trainable))
 
-  def _train_clients(self, clients: np.ndarray) -> list[tuple[Any, float, float, float]]:
-    """(update, weight, loss, accuracy) of each client, from the current model."""
-    results = []
-    for client in clients:  # one call per client: its metrics are its own
-      client_id = self.population.client_ids[client]
-      output = self._invoke(self._train, self._client_work_state, [self.weights],
-                            [client_id], description=f'training client {client_id}')
-      (result,) = output.result
-      train = evaluation_lib.train_metrics(
-          {'client_work': output.measurements})
-      update = [np.asarray(u) for u in tf.nest.flatten(result.update)]
-      results.append((update, float(result.update_weight),
-                      train['train_loss'], train['train_accuracy']))
-    return results
+  def _build_aggregation(self, value_type: tff.Type) -> tuple[tff.Computation, Any]:
+    """The aggregator's process over buffered updates, and its initial state."""
+    process = self.aggregator.factory.create(value_type, tff.TensorType(np.float32))
 
-  def _start_clients(self, count: int, state: AsyncState) -> None:
-    """Invites up to `count` online clients that are not already training."""
-    now_s, running, stats = state.now_s, state.running, state.stats
-    rng = np.random.default_rng([self.seed, state.version + 1, state.draw])
-    state.draw += 1
-    candidates = self.selector.select(state.version + 1, now_s, self.population, rng)
-    fresh = np.array([c for c in candidates if int(c) not in running], np.int64)[:count]
-    if not len(fresh):
-      return
-    samples = self.local_work.samples(self.population.num_examples[fresh])
-    down, compute, up = self.accountant.client_times(
-        fresh, samples, self._bytes_down, self._bytes_up)
-    online_for = self.population.online_until_s(fresh, now_s) - now_s
-    for i, (client, trained) in enumerate(zip(fresh, self._train_clients(fresh))):
-      finish = down[i] + compute[i] + up[i]
-      ends = now_s + min(finish, online_for[i])
-      running[int(client)] = _Running(state.version, now_s,
-                                      (down[i], compute[i], up[i]), *trained)
-      kind = 'arrive' if finish <= online_for[i] else 'dropped_offline'
-      heapq.heappush(state.events, (ends, stats['sequence'], kind, int(client)))
-      stats['sequence'] += 1
-      stats['selected'] += 1
-      stats['bytes_down'] += int(round(self._bytes_down * min(
-          1.0, (ends - now_s) / down[i] if down[i] > 0 else 1.0)))
+    @tff.federated_computation(
+        process.next.type_signature.parameter[0],
+        tff.FederatedType(value_type, tff.CLIENTS),
+        tff.FederatedType(np.float32, tff.CLIENTS))
+    def aggregate(state, updates, weights):
+      output = process.next(state, updates, weights)
+      return output.state, output.result
 
-  def _log_update(self, state: AsyncState, client: int, job: _Running, status: str,
-                  staleness: int, step: int) -> None:
-    if not self._updates_path:
-      return
-    state.updates_rows += 1
-    end_s = state.now_s
-    with open(self._updates_path, 'a', newline='') as f:
-      csv.writer(f, lineterminator='\n').writerow([
-          self.population.client_ids[client], job.version, round(job.start_s, 3),
-          round(end_s, 3), *(round(t, 3) for t in job.times), status, staleness, step])
+    return (self.aggregator.prepare_computation(aggregate),
+            self.aggregator.prepare_computation(process.initialize)())
 
-  def _server_step(self, buffer: list[tuple[_Running, int]]) -> None:
-    """Applies the staleness-weighted mean of the buffered updates."""
-    weights = np.array([job.weight * staleness_weight(s, self.config.staleness_weighting)
-                        for job, s in buffer])
-    weights = weights / weights.sum()
-    mean_update = tf.nest.map_structure(
-        lambda *u: np.tensordot(weights, np.stack(u), axes=1).astype(u[0].dtype),
-        *[job.update for job, _ in buffer])
-    output = self._invoke(self._finalizer.next, self._finalizer_state, self.weights,
-                          mean_update, description='the server step')
-    self._finalizer_state, self.weights = output.state, output.result
+  # -- state ---------------------------------------------------------------------
 
-  def _evaluate(self, record: dict, step: int) -> None:
-    if self.evaluation is not None and step % self.eval_every == 0:
-      record.update(self._invoke(self.evaluation.evaluate, self.weights,
-                                 description=f'evaluation at step {step}'))
+  def initialize(self) -> simulation.SimulationState:
+    """Step 0: the initial model, nobody training yet, the clock at 0."""
+    process_state = {
+        'trainable': [np.asarray(w) for w in self._initial_weights.trainable],
+        'non_trainable': [np.asarray(w) for w in self._initial_weights.non_trainable],
+        'finalizer_state': self._finalizer.initialize(),
+        'aggregator_state': self._aggregator_state,
+    }
+    return simulation.SimulationState(
+        0, process_state, 0.0, self.selector.get_state(),
+        Pending(running={}, events=(), buffer=(), sequence=0))
 
-  def initial_state(self) -> AsyncState:
-    """Step 0: nobody training yet, the clock at 0."""
-    return AsyncState(now_s=0.0, last_step_s=0.0)
+  def model_weights(self, process_state: Any) -> tff.learning.models.ModelWeights:
+    return tff.learning.models.ModelWeights(
+        trainable=list(process_state['trainable']),
+        non_trainable=list(process_state['non_trainable']))
 
-  def run(self, state: AsyncState, server_steps: int,
-          on_step: Optional[Callable[[dict], None]] = None,
-          checkpointer: Optional[checkpoint_lib.Checkpointer] = None) -> AsyncState:
-    """Runs until `server_steps` server updates have been applied.
+  def payload_bytes(self, process_state: Any) -> tuple[int, int]:
+    del process_state
+    return self._payload_bytes
 
-    Each pass of the loop does one thing: a server step when `buffer_size`
-    updates wait, else (once every event due now has been handled) refills the
-    free training slots, else handles the next event. So a checkpoint, saved
-    after a due server step, resumes exactly where the run was.
+  def known_payload_bytes(self) -> tuple[int, int]:
+    return self._payload_bytes
+
+  def empty_record(self, virtual_time_s: float) -> dict[str, Any]:
+    """The per-step record, in the synchronous columns plus FedBuff's."""
+    return {
+        'virtual_time_s': virtual_time_s, 'round_duration_s': 0.0, 'selected': 0,
+        'completed': 0, 'dropped': 0, 'stragglers': 0, 'missed_deadline': 0,
+        'stale_dropped': 0, 'train_loss': float('nan'), 'train_accuracy': float('nan'),
+        'eval_loss': float('nan'), 'eval_accuracy': float('nan'), 'bytes_down': 0,
+        'bytes_up': 0, 'client_compute_s': 0.0, 'staleness_mean': float('nan'),
+        'staleness_max': 0, 'server_steps_per_hour': 0.0, 'wall_clock_s': 0.0,
+    }
+
+  # -- one server step -------------------------------------------------------------
+
+  def run_round(self, state: simulation.SimulationState
+                ) -> tuple[simulation.SimulationState, simulation.RoundResult]:
+    """Runs the event clock from `state` until the next server step.
+
+    Each pass of the loop does one thing: (once every event due now has been
+    handled) refills the free training slots, else handles the next event;
+    the step is applied as soon as `buffer_size` updates wait.
     """
-    if state.version == 0:
-      record = _empty_record(state.now_s)
-      self._evaluate(record, 0)
-      metrics_lib.release(self.release_managers, record, 0)
-      if on_step:
-        on_step({'round': 0, **record})
     wall_start = time.perf_counter()
-    while state.version < server_steps:
-      if len(state.buffer) >= self.config.buffer_size:
-        self._apply_buffer(state, wall_start, on_step)
-        if checkpointer is not None and checkpointer.due(state.version, server_steps):
-          checkpointer.save(state.version, self._checkpoint(state))
-        wall_start = time.perf_counter()
-        continue
-      if not state.events or state.events[0][0] != state.now_s:
-        free = self.config.max_concurrency - len(state.running)
+    step = state.round_num + 1
+    self.load_selector(state)
+    pending = state.pending
+    running, events = dict(pending.running), list(pending.events)
+    buffer, sequence = list(pending.buffer), pending.sequence
+    now_s, idle_s, draw = state.virtual_time_s, 0.0, 0
+    started, handled = [], []
+    while len(buffer) < self.config.buffer_size:
+      if not events or events[0][0] != now_s:
+        free = self.config.max_concurrency - len(running)
         if free > 0:
-          self._start_clients(free, state)
-        if not state.events:  # nobody online: idle the clock
-          state.now_s += self.idle_step_s
+          fresh = self._fresh_clients(step, now_s, draw, free, running)
+          draw += 1
+          for client, job, end_s, kind in self._start(fresh, now_s, state):
+            running[client] = job
+            heapq.heappush(events, (end_s, sequence, kind, client))
+            sequence += 1
+            started.append(job)
+        if not events:  # nobody online: idle the clock
+          if idle_s >= self.max_idle_s:
+            raise RuntimeError(f'no client came online for {idle_s:.0f} virtual '
+                               f'seconds after {now_s - idle_s:.0f} s.')
+          now_s += self.idle_step_s
+          idle_s += self.idle_step_s
           continue
-      state.now_s, _, kind, client = heapq.heappop(state.events)
-      self._handle(state, kind, client)
-    return state
+      now_s, _, kind, client = heapq.heappop(events)
+      idle_s = 0.0
+      job = running.pop(client)
+      staleness = state.round_num - job.version
+      if kind == 'dropped_offline':
+        status = accounting.Status.DROPPED_OFFLINE
+      elif staleness > self.config.max_staleness:
+        status = accounting.Status.STRAGGLER
+      else:
+        status = accounting.Status.COMPLETED
+        buffer.append((job, staleness))
+      handled.append(_Handled(client, job, status, now_s))
 
-  def _handle(self, state: AsyncState, kind: str, client: int) -> None:
-    """A client's update arrives (buffered or too stale) or its device left."""
-    job = state.running.pop(client)
-    staleness = state.version - job.version
-    if kind == 'dropped_offline':
-      state.stats['dropped'] += 1
-      self._log_update(state, client, job, kind, staleness, -1)
-    elif staleness > self.config.max_staleness:
-      state.stats['stale_dropped'] += 1
-      self._log_update(state, client, job, 'stale', staleness, -1)
-    else:
-      state.buffer.append((job, staleness))
-      state.stats['bytes_up'] += self._bytes_up
-      state.stats['client_compute_s'] += job.times[1]
-      self._log_update(state, client, job, 'applied', staleness, state.version + 1)
-
-  def _apply_buffer(self, state: AsyncState, wall_start: float,
-                    on_step: Optional[Callable[[dict], None]]) -> None:
-    """One server step on the first `buffer_size` buffered updates."""
     size = self.config.buffer_size
-    applied, state.buffer = state.buffer[:size], state.buffer[size:]
-    self._server_step(applied)
-    state.version += 1
-    state.draw = 0
-    record = self._step_record(applied, state.stats, state.now_s, state.last_step_s)
-    record['server_steps_per_hour'] = state.version / max(state.now_s / 3600.0, 1e-9)
-    self._evaluate(record, state.version)
+    applied, buffer = buffer[:size], buffer[size:]
+    process_state = self._server_step(state.process_state, applied)
+    feedback = self._feedback(step, state.virtual_time_s, now_s, handled)
+    self.selector.observe(step, feedback)
+    record = self._record(step, state.virtual_time_s, now_s, started, handled, applied)
+    self.evaluate(record, step, process_state)
+    self.hooks.on_round_end(step, record, feedback)
     record['wall_clock_s'] = time.perf_counter() - wall_start
-    metrics_lib.release(self.release_managers, record, state.version)
-    if on_step:
-      on_step({'round': state.version, **record})
-    state.stats, state.last_step_s = _fresh_stats(state.stats), state.now_s
+    new_state = simulation.SimulationState(
+        step, process_state, now_s, self.selector.get_state(),
+        Pending(running, tuple(events), tuple(buffer), sequence))
+    rows = tuple(self._row(step, h, state.round_num) for h in handled)
+    return new_state, simulation.RoundResult(record, rows, feedback)
 
-  # Checkpoints: variable-length collections as arrays with a leading axis.
+  def _fresh_clients(self, step: int, now_s: float, draw: int, count: int,
+                     running: dict[int, _Job]) -> np.ndarray:
+    """Up to `count` of the selector's candidates that are not training."""
+    candidates = self.select(step, now_s, draw)
+    return np.array([c for c in candidates if int(c) not in running], np.int64)[:count]
 
-  def _jobs(self, jobs: Sequence[_Running]) -> dict[str, Any]:
-    shapes = [np.shape(w) for w in self.weights.trainable]
-    dtypes = [np.asarray(w).dtype for w in self.weights.trainable]
+  def _start(self, clients: np.ndarray, now_s: float,
+             state: simulation.SimulationState) -> list[tuple[int, _Job, float, str]]:
+    """Trains `clients` from the current model; when and how each one ends."""
+    if not len(clients):
+      return []
+    amounts = self.hooks.local_work(state.round_num + 1, clients, self.population)
+    samples = self.local_work.samples(self.population.num_examples[clients], amounts)
+    bytes_down, bytes_up = self._payload_bytes
+    down, compute, up = self.accountant.client_times(clients, samples, bytes_down,
+                                                     bytes_up)
+    online_for = self.population.online_until_s(clients, now_s) - now_s
+    weights = self.model_weights(state.process_state)
+    started = []
+    for i, client in enumerate(clients):  # one call per client: its metrics are its own
+      finish = down[i] + compute[i] + up[i]
+      ends_after = min(finish, online_for[i])
+      received = min(1.0, ends_after / down[i]) if down[i] > 0 else 1.0
+      job = _Job(state.round_num, now_s, (down[i], compute[i], up[i]), int(samples[i]),
+                 int(round(bytes_down * received)),
+                 *self._train_client(int(client), weights,
+                                     None if amounts is None else amounts[i]))
+      kind = 'arrive' if finish <= online_for[i] else 'dropped_offline'
+      started.append((int(client), job, now_s + ends_after, kind))
+    return started
+
+  def _train_client(self, client: int, weights: tff.learning.models.ModelWeights,
+                    amount: Optional[int]) -> tuple:
+    """(update, weight, loss, accuracy, loss_sq_sum, loss_count) of one client."""
+    client_id = self.population.client_ids[client]
+    argument = [client_id] if self._tasks is None else self._tasks.arguments(
+        [client_id], None if amount is None else np.array([amount]))
+    output = self._train(self._client_work_state, [weights], argument)
+    (result,) = output.result
+    train = evaluation_lib.train_metrics({'client_work': output.measurements})
+    sq_sum, count = (np.full(1, np.nan), np.zeros(1))
+    if self._tasks is not None and self._tasks.loss_slots:
+      sq_sum, count = self._tasks.losses(output.measurements, 1)
+    update = [np.asarray(u) for u in tf.nest.flatten(result.update)]
+    return (update, float(result.update_weight), train['train_loss'],
+            train['train_accuracy'], float(sq_sum[0]), float(count[0]))
+
+  def _server_step(self, process_state: dict[str, Any],
+                   applied: list[tuple[_Job, int]]) -> dict[str, Any]:
+    """Aggregates the buffered updates with the aggregator and applies them."""
+    scale = [staleness_weight(s, self.config.staleness_weighting) for _, s in applied]
+    if self.aggregator.weighted:
+      updates = [job.update for job, _ in applied]
+      weights = [np.float32(job.weight * w) for (job, _), w in zip(applied, scale)]
+    else:  # the aggregator ignores weights: scale the updates themselves
+      updates = [[(u * w).astype(u.dtype) for u in job.update]
+                 for (job, _), w in zip(applied, scale)]
+      weights = [np.float32(1.0)] * len(applied)
+    aggregator_state, mean_update = self._aggregate(
+        process_state['aggregator_state'], updates, weights)
+    output = self._finalizer.next(process_state['finalizer_state'],
+                                  self.model_weights(process_state), mean_update)
+    return {'trainable': [np.asarray(w) for w in output.result.trainable],
+            'non_trainable': [np.asarray(w) for w in output.result.non_trainable],
+            'finalizer_state': output.state, 'aggregator_state': aggregator_state}
+
+  def _feedback(self, step: int, start_s: float, now_s: float,
+                handled: list[_Handled]) -> selection.RoundFeedback:
+    """What the selector learns from a step: every client that ended in it."""
+    jobs = [h.job for h in handled]
+    status = np.array([h.status for h in handled], np.int8)
+    uploaded = status != accounting.Status.DROPPED_OFFLINE
+    outcome = accounting.RoundOutcome(
+        step, start_s, now_s - start_s,
+        np.array([h.client for h in handled], np.int64),
+        np.array([j.samples for j in jobs], np.int64),
+        *(np.array([j.times[k] for j in jobs], np.float64) for k in range(3)),
+        np.array([h.end_s - start_s for h in handled], np.float64), status,
+        np.array([j.bytes_down for j in jobs], np.int64),
+        np.where(uploaded, self._payload_bytes[1], 0).astype(np.int64))
+    return selection.RoundFeedback.from_outcome(
+        outcome, np.array([j.loss_sq_sum for j in jobs], np.float64),
+        np.array([j.loss_count for j in jobs], np.float64))
+
+  def _record(self, step: int, start_s: float, now_s: float, started: list[_Job],
+              handled: list[_Handled], applied: list[tuple[_Job, int]]) -> dict:
+    weights = np.array([job.weight for job, _ in applied])
+    staleness = np.array([s for _, s in applied])
+    record = self.empty_record(now_s)
+    record.update({
+        'round_duration_s': now_s - start_s,
+        'selected': len(started),
+        'completed': len(applied),
+        'dropped': sum(h.status == accounting.Status.DROPPED_OFFLINE for h in handled),
+        'stale_dropped': sum(h.status == accounting.Status.STRAGGLER for h in handled),
+        'train_loss': float(np.average([j.loss for j, _ in applied], weights=weights)),
+        'train_accuracy': float(np.average([j.accuracy for j, _ in applied],
+                                           weights=weights)),
+        'bytes_down': sum(job.bytes_down for job in started),
+        'bytes_up': self._payload_bytes[1] * sum(
+            h.status == accounting.Status.COMPLETED for h in handled),
+        'client_compute_s': float(sum(h.job.times[1] for h in handled
+                                      if h.status == accounting.Status.COMPLETED)),
+        'staleness_mean': float(staleness.mean()),
+        'staleness_max': int(staleness.max()),
+        'server_steps_per_hour': step / max(now_s / 3600.0, 1e-9),
+    })
+    return record
+
+  def _row(self, step: int, handled: _Handled, version: int) -> tuple:
+    """A row of async_updates.csv (`UPDATE_COLUMNS`)."""
+    job = handled.job
+    staleness = version - job.version
+    if handled.status == accounting.Status.DROPPED_OFFLINE:
+      status, server_step = 'dropped_offline', -1
+    elif handled.status == accounting.Status.STRAGGLER:
+      status, server_step = 'stale', -1
+    else:
+      status, server_step = 'applied', step
+    return (step, self.population.client_ids[handled.client], job.version,
+            round(job.start_s, 3), round(handled.end_s, 3),
+            *(round(t, 3) for t in job.times), status, staleness, server_step)
+
+  # -- checkpoints: variable-length collections as arrays with a leading axis ------
+
+  def _jobs(self, jobs: list[_Job]) -> dict[str, Any]:
+    trainable = self._initial_weights.trainable
     return {
         'version': np.array([j.version for j in jobs], np.int64),
         'start_s': np.array([j.start_s for j in jobs], np.float64),
         'times_s': np.array([j.times for j in jobs], np.float64).reshape(-1, 3),
+        'samples': np.array([j.samples for j in jobs], np.int64),
+        'bytes_down': np.array([j.bytes_down for j in jobs], np.int64),
         'weight': np.array([j.weight for j in jobs], np.float64),
         'loss': np.array([j.loss for j in jobs], np.float64),
         'accuracy': np.array([j.accuracy for j in jobs], np.float64),
+        'loss_sq_sum': np.array([j.loss_sq_sum for j in jobs], np.float64),
+        'loss_count': np.array([j.loss_count for j in jobs], np.float64),
         'update': [np.stack([j.update[i] for j in jobs]) if jobs
-                   else np.zeros((0, *shape), dtype)
-                   for i, (shape, dtype) in enumerate(zip(shapes, dtypes))],
+                   else np.zeros((0, *np.shape(w)), np.asarray(w).dtype)
+                   for i, w in enumerate(trainable)],
     }
 
   @staticmethod
-  def _unjobs(saved: dict[str, Any]) -> list[_Running]:
-    return [_Running(int(saved['version'][i]), float(saved['start_s'][i]),
-                     tuple(float(t) for t in saved['times_s'][i]),
-                     [np.asarray(u[i]) for u in saved['update']],
-                     float(saved['weight'][i]), float(saved['loss'][i]),
-                     float(saved['accuracy'][i]))
+  def _unjobs(saved: dict[str, Any]) -> list[_Job]:
+    return [_Job(int(saved['version'][i]), float(saved['start_s'][i]),
+                 tuple(float(t) for t in saved['times_s'][i]),
+                 int(saved['samples'][i]), int(saved['bytes_down'][i]),
+                 [np.asarray(u[i]) for u in saved['update']],
+                 float(saved['weight'][i]), float(saved['loss'][i]),
+                 float(saved['accuracy'][i]), float(saved['loss_sq_sum'][i]),
+                 float(saved['loss_count'][i]))
             for i in range(len(saved['version']))]
 
-  def _checkpoint(self, state: AsyncState) -> dict[str, Any]:
-    events = sorted(state.events)
+  def pending_checkpoint(self, pending: Pending) -> dict[str, Any]:
+    events = sorted(pending.events)
     clients = [client for _, _, _, client in events]
     return {
-        'now_s': np.float64(state.now_s), 'version': np.int64(state.version),
-        'draw': np.int64(state.draw), 'last_step_s': np.float64(state.last_step_s),
-        'updates_rows': np.int64(state.updates_rows),
-        'stats': {k: np.float64(v) for k, v in state.stats.items()},
+        'sequence': np.int64(pending.sequence),
         'events': {'end_s': np.array([e[0] for e in events], np.float64),
                    'sequence': np.array([e[1] for e in events], np.int64),
                    'kind': np.array([EVENT_KINDS.index(e[2]) for e in events], np.int64),
                    'client': np.array(clients, np.int64)},
-        'running': self._jobs([state.running[c] for c in clients]),
-        'buffer': self._jobs([job for job, _ in state.buffer]),
-        'buffer_staleness': np.array([s for _, s in state.buffer], np.int64),
-        'trainable': [np.asarray(w) for w in self.weights.trainable],
-        'non_trainable': [np.asarray(w) for w in self.weights.non_trainable],
-        'finalizer_state': self._finalizer_state,
-        'selector_state': self.selector.get_state(),
+        'running': self._jobs([pending.running[c] for c in clients]),
+        'buffer': self._jobs([job for job, _ in pending.buffer]),
+        'buffer_staleness': np.array([s for _, s in pending.buffer], np.int64),
     }
 
-  def restore(self, checkpointer: checkpoint_lib.Checkpointer) -> Optional[AsyncState]:
-    """The newest checkpoint's state (model, selector, update log rewound), or None."""
-    saved = checkpointer.load_latest(self._checkpoint(self.initial_state()))
-    if saved is None:
-      return None
-    self.weights = tff.learning.models.ModelWeights(
-        trainable=list(saved['trainable']), non_trainable=list(saved['non_trainable']))
-    self._finalizer_state = saved['finalizer_state']
-    self.selector.set_state(saved['selector_state'])
+  def pending_from_checkpoint(self, saved: dict[str, Any]) -> Pending:
     events = saved['events']
     clients = [int(c) for c in events['client']]
-    state = AsyncState(
-        now_s=float(saved['now_s']), version=int(saved['version']),
-        draw=int(saved['draw']), last_step_s=float(saved['last_step_s']),
-        running=dict(zip(clients, self._unjobs(saved['running']))),
-        events=[(float(t), int(q), EVENT_KINDS[int(k)], c) for t, q, k, c in zip(
-            events['end_s'], events['sequence'], events['kind'], clients)],
-        buffer=list(zip(self._unjobs(saved['buffer']),
-                        (int(s) for s in saved['buffer_staleness']))),
-        stats={k: (float(v) if k == 'client_compute_s' else int(v))
-               for k, v in saved['stats'].items()},
-        updates_rows=int(saved['updates_rows']))
-    heapq.heapify(state.events)
-    if self._updates_path:
-      metrics_lib.keep_csv_rows(self._updates_path, lambda i, row: i < state.updates_rows)
-    return state
-
-  def _step_record(self, applied, stats, now_s: float, last_step_s: float) -> dict:
-    weights = np.array([job.weight for job, _ in applied])
-    losses = np.array([job.loss for job, _ in applied])
-    accuracies = np.array([job.accuracy for job, _ in applied])
-    staleness = np.array([s for _, s in applied])
-    record = _empty_record(now_s)
-    record.update({
-        'round_duration_s': now_s - last_step_s,
-        'selected': stats['selected'],
-        'completed': len(applied),
-        'dropped': stats['dropped'],
-        'stale_dropped': stats['stale_dropped'],
-        'train_loss': float(np.average(losses, weights=weights)),
-        'train_accuracy': float(np.average(accuracies, weights=weights)),
-        'bytes_down': stats['bytes_down'],
-        'bytes_up': stats['bytes_up'],
-        'client_compute_s': stats['client_compute_s'],
-        'staleness_mean': float(staleness.mean()),
-        'staleness_max': int(staleness.max()),
-    })
-    return record
+    heap = [(float(t), int(q), EVENT_KINDS[int(k)], c) for t, q, k, c in zip(
+        events['end_s'], events['sequence'], events['kind'], clients)]
+    heapq.heapify(heap)
+    return Pending(
+        running=dict(zip(clients, self._unjobs(saved['running']))), events=tuple(heap),
+        buffer=tuple(zip(self._unjobs(saved['buffer']),
+                         (int(s) for s in saved['buffer_staleness']))),
+        sequence=int(saved['sequence']))
 
 
-def _fresh_stats(previous: Optional[dict] = None) -> dict:
-  stats = {'selected': 0, 'dropped': 0, 'stale_dropped': 0, 'bytes_down': 0,
-           'bytes_up': 0, 'client_compute_s': 0.0, 'sequence': 0}
-  if previous:
-    stats['sequence'] = previous['sequence']
-  return stats
-
-
-def _empty_record(now_s: float) -> dict:
-  """The per-step record, in the synchronous columns plus FedBuff's."""
-  return {
-      'virtual_time_s': now_s, 'round_duration_s': 0.0, 'selected': 0,
-      'completed': 0, 'dropped': 0, 'stragglers': 0, 'missed_deadline': 0,
-      'stale_dropped': 0, 'train_loss': float('nan'), 'train_accuracy': float('nan'),
-      'eval_loss': float('nan'), 'eval_accuracy': float('nan'), 'bytes_down': 0,
-      'bytes_up': 0, 'client_compute_s': 0.0, 'staleness_mean': float('nan'),
-      'staleness_max': 0, 'server_steps_per_hour': 0.0, 'wall_clock_s': 0.0,
-  }
-
+def client_log(path: str) -> metrics_lib.ClientLog:
+  """`async_updates.csv`: every client update (versions, times, staleness, fate)."""
+  return metrics_lib.ClientLog(path, UPDATE_COLUMNS)

@@ -166,6 +166,23 @@ class Driver(abc.ABC):
   def payload_bytes(self, process_state: Any) -> tuple[int, int]:
     """(download, upload) bytes per client."""
 
+  def client_inputs(self, train_data: tff.simulation.datasets.ClientData,
+                    loss_slots: int) -> tuple[Optional[feedback_lib.ClientTasks], Any]:
+    """(client tasks or None, what builds a client's data from what it is given).
+
+    Clients get tasks <id, slot, amount> instead of ids when the TFF
+    computation reports per-client losses (`loss_slots` > 0) or a hook
+    chooses per-client local work (feedback.py).
+    """
+    if self.selector.needs_client_loss and not loss_slots:
+      raise ValueError(
+          f'{type(self.selector).__name__} needs per-client training losses: build the '
+          'model from feedback.loss_reporting_model_fn(model_fn, ...).')
+    if loss_slots or self.hooks.chooses_local_work:
+      tasks = feedback_lib.ClientTasks(train_data, self.local_work, loss_slots)
+      return tasks, tasks
+    return None, train_data.preprocess(self.local_work.preprocess)
+
   def pending_checkpoint(self, pending: Any) -> Any:
     """`state.pending` as a nested structure of arrays (FedBuff overrides)."""
     return pending
@@ -312,18 +329,9 @@ class Simulation(Driver):
     super().__init__(population, selector, accountant, local_work, seed=seed,
                      **driver_kwargs)
     self._raw_process = process
-    # Client tasks <id, slot, amount> instead of ids when the process reports
-    # per-client losses or a hook chooses per-client local work (feedback.py).
-    loss_slots = feedback_lib.reported_loss_slots(process)
-    if self.selector.needs_client_loss and not loss_slots:
-      raise ValueError(
-          f'{type(selector).__name__} needs per-client training losses: build the '
-          'process from feedback.loss_reporting_model_fn(model_fn, ...).')
-    self._tasks = None
-    if loss_slots or self.hooks.chooses_local_work:
-      self._tasks = feedback_lib.ClientTasks(train_data, local_work, loss_slots)
-    self._process = compose_with_client_data(
-        process, self._tasks or train_data.preprocess(local_work.preprocess))
+    self._tasks, client_data = self.client_inputs(
+        train_data, feedback_lib.reported_loss_slots(process))
+    self._process = compose_with_client_data(process, client_data)
     self._payload_bytes = payload_bytes
     self._initial_model_weights = initial_model_weights
 
