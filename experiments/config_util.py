@@ -10,9 +10,11 @@ from typing import Any
 import ml_collections
 
 from tf_fedscale import placement
+from tf_fedscale.experiments.configs import default as default_config
 
 
 ASYNC_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedadagrad')
+ASYNC_ONLY = ('max_concurrency', 'buffer_size', 'max_staleness', 'staleness_weighting')
 
 
 class UsageError(Exception):
@@ -78,13 +80,7 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'must be >= 0, got {config.proximal_strength}.')
   for key in ('max_concurrency', 'buffer_size', 'max_staleness'):
     _require(config[key] >= 0, key, f'must be >= 0, got {config[key]}.')
-  if config.mode == 'async':  # what FedBuff cannot do (tf_fedscale/asynchronous.py)
-    _require(config.algorithm in ASYNC_ALGORITHMS, 'algorithm',
-             f'--mode=async takes one of {ASYNC_ALGORITHMS} (a client work plus a '
-             f'server optimizer), got {config.algorithm!r}.')
-    _require(not config.deadline_s, 'deadline_s',
-             f'--mode=async has no rounds to cut at a deadline, got {config.deadline_s}; '
-             'drop it (--max_staleness bounds late updates).')
+  _validate_mode(config)
   steps, epochs = config.local_steps, config.local_epochs
   _require(steps >= 0 and epochs >= 0, 'local_steps',
            f'local_steps and local_epochs must be >= 0, got {steps} and {epochs}.')
@@ -93,6 +89,23 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'and {epochs}); the other must be 0.')
   _validate_plugins(config)
   _validate_execution(config)
+
+
+def _validate_mode(config: ml_collections.ConfigDict) -> None:
+  """The one check of what a training mode cannot do (README, Asynchronous training)."""
+  if config.mode == 'async':  # what FedBuff cannot do (tf_fedscale/asynchronous.py)
+    _require(config.algorithm in ASYNC_ALGORITHMS, 'algorithm',
+             f'--mode=async takes one of {ASYNC_ALGORITHMS} (a client work plus a '
+             f'server optimizer), got {config.algorithm!r}.')
+    _require(not config.deadline_s, 'deadline_s',
+             f'--mode=async has no rounds to cut at a deadline, got {config.deadline_s}; '
+             'drop it (--max_staleness bounds late updates).')
+    return
+  defaults = default_config.get_config()
+  for key in ASYNC_ONLY:
+    _require(config[key] == defaults[key], key,
+             f'only --mode=async uses it (got {config[key]!r}, sync rounds would '
+             'ignore it); add --mode=async or drop it.')
 
 
 def _validate_execution(config: ml_collections.ConfigDict) -> None:

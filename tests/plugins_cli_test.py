@@ -24,6 +24,8 @@ class ValidationTest(parameterized.TestCase):
 
   def test_defaults_are_valid(self):
     config_util.validate(_config(), setup.choices())
+    config_util.validate(_config(mode='async', aggregator='dp', selector='oort',
+                                 buffer_size=4, max_staleness=2), setup.choices())
     config_util.validate(_config(selector='tf_fedscale.oort:OortSelector'),
                          setup.choices())
 
@@ -44,6 +46,12 @@ class ValidationTest(parameterized.TestCase):
       ('pacer', dict(oort_pacer_step=0), '--oort_pacer_step: must be a positive'),
       ('blacklist', dict(oort_blacklist_rounds=-2), '--oort_blacklist_rounds'),
       ('dp_qffl', dict(aggregator='dp', algorithm='qffl'), '--aggregator: dp is not'),
+      ('async_deadline', dict(mode='async', deadline_s=5.0),
+       '--deadline_s: --mode=async has no rounds to cut'),
+      ('async_algorithm', dict(mode='async', algorithm='fedprox'),
+       '--algorithm: --mode=async takes one of'),
+      ('sync_staleness', dict(max_staleness=2), '--max_staleness: only --mode=async'),
+      ('sync_buffer', dict(buffer_size=4), '--buffer_size: only --mode=async'),
   )
   def test_bad_values_name_the_flag(self, overrides, message):
     with self.assertRaises(config_util.UsageError) as raised:
