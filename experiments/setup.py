@@ -22,7 +22,6 @@ from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics
 from tf_fedscale import population as population_lib
 from tf_fedscale import seeding
-from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import plugins as plugins_lib

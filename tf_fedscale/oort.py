@@ -42,7 +42,7 @@ whole population for the percentile.
 """
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
