@@ -96,7 +96,7 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
           seed=0, initial_model_weights=seeding.initial_model_weights(
               cases.TINY_TASK.keras_model_fn, 0))
 
-    with execution.Execution('local') as pool:
+    with worker_pool.WorkerPool('local') as pool:
       reference = fedbuff()
       expected = reference.run(reference.initialize(), 4, executor=pool)
       survivor = fedbuff()
