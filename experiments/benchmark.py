@@ -442,7 +442,7 @@ def run_population(num_clients: int, clients_per_round: int, rounds: int,
     emit(dict(base, what='select_account', round=round_num,
               seconds_per_round=round(seconds, 5), invited=len(candidates),
               completed=len(completed_ids),
-              virtual_time_s=round(accountant.virtual_time_s, 1),
+              virtual_time_s=round(virtual_time_s, 1),
               population_bytes=population_bytes))
   summary = dict(base, what='summary', rounds=rounds,
                  seconds_per_round=round(statistics.median(per_round), 5),
