@@ -162,7 +162,7 @@ def run_experiment(name: str, output_dir: str, user: dict) -> list[dict]:
       experiment = setup.build_experiment(config)
       if variant in exp.population:
         experiment = dataclasses.replace(experiment, population=modified_population(
-            experiment.population, exp.population[variant]))
+            experiment.population, exp.population[variant]), start_time_s=0.0)
       run_dir = os.path.join(output_dir, name,
                              variant.split(' (')[0].replace(' ', '_'), f'seed_{seed}')
       shutil.rmtree(run_dir, ignore_errors=True)  # this script's own directory

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Collection
 from typing import Optional
 
+from absl import logging
 import ml_collections
 import tensorflow_federated as tff
 
@@ -82,6 +83,7 @@ class Experiment:
   task: task_base.Task
   population: population_lib.Population
   local_work: local_work_lib.LocalWork
+  start_time_s: float = 0.0  # virtual time of the first round
 
   def build_simulation(self, output_dir: Optional[str]) -> simulation.Simulation:
     config = self.config
@@ -94,7 +96,7 @@ class Experiment:
         accounting.LatencyAccountant(
             self.population, clients_per_round=config.clients_per_round,
             deadline_s=config.deadline_s or None,
-            backward_factor=config.backward_factor),
+            backward_factor=config.backward_factor, start_time_s=self.start_time_s),
         self.local_work,
         seed=config.seed,
         evaluation=evaluation.FederatedEvaluation(
@@ -155,7 +157,8 @@ class Experiment:
         plugins_lib.build_selector(config),
         accounting.LatencyAccountant(self.population,
                                      clients_per_round=config.clients_per_round,
-                                     backward_factor=config.backward_factor),
+                                     backward_factor=config.backward_factor,
+                                     start_time_s=self.start_time_s),
         self.local_work,
         asynchronous.AsyncConfig(
             max_concurrency=config.max_concurrency or math.ceil(
@@ -221,6 +224,32 @@ def apply_task_defaults(config: ml_collections.ConfigDict,
   return config_util.apply_overrides(config, defaults)
 
 
+def first_round_time_s(population: population_lib.Population,
+                       clients_per_round: int) -> float:
+  """When the first round starts: the first virtual time at which
+  `clients_per_round` clients are online (logged when later than 0).
+  Availability is a property of time, so only a population smaller than the
+  cohort, or one nobody in which is ever online, is bad input."""
+  if clients_per_round > population.num_clients:
+    raise config_util.UsageError(
+        f'--clients_per_round: {clients_per_round} exceeds the population of '
+        f'{population.num_clients} clients; lower it.')
+  start_s, online = population.first_time_online_s(clients_per_round)
+  if online == 0:
+    raise config_util.UsageError(
+        '--availability_trace: none of the task\'s clients is ever online within the '
+        'trace\'s period; use a trace in which they come online.')
+  if online < clients_per_round:
+    logging.warning('At most %d of %d clients are ever online at once, fewer than '
+                    '--clients_per_round=%d: rounds train fewer clients. The clock '
+                    'starts at %.0f s, when %d first are.', online,
+                    population.num_clients, clients_per_round, start_s, online)
+  elif start_s > 0:
+    logging.info('%d clients are first online at once at virtual time %.0f s; the '
+                 'clock starts there.', clients_per_round, start_s)
+  return start_s
+
+
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Validates `config` and builds task and population; raises UsageError."""
   config_util.validate(config, choices())
@@ -232,12 +261,8 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   except (ValueError, FileNotFoundError) as e:
     raise config_util.UsageError(f'--task/--data_dir: {e}') from e
   population = build_population(config, task)
-  online = len(population.online_clients(0.0))
-  if config.clients_per_round > online:
-    raise config_util.UsageError(
-        f'--clients_per_round: {config.clients_per_round} exceeds the {online} of '
-        f'{population.num_clients} clients online at virtual time 0; lower it.')
+  start_time_s = first_round_time_s(population, config.clients_per_round)
   local_work = local_work_lib.LocalWork(
       batch_size=config.batch_size, local_steps=config.local_steps or None,
       local_epochs=config.local_epochs or None, shuffle_seed=config.seed)
-  return Experiment(config, task, population, local_work)
+  return Experiment(config, task, population, local_work, start_time_s)

@@ -153,3 +153,41 @@ class Population:
   def online_clients(self, time_s: float) -> np.ndarray:
     """Indices of every client online at `time_s`."""
     return np.flatnonzero(self.is_online(np.arange(self.num_clients), time_s))
+
+  def first_time_online_s(self, count: int) -> tuple[float, int]:
+    """(t, online): the first virtual time t >= 0 at which `count` clients are
+    online at once, and how many are; when that never happens within the
+    longest period, the first time the most clients are online at once.
+
+    One sweep over every slot of the clients' trace rows, repeated over the
+    longest period (a row counts once per client mapped to it): online counts
+    only rise when a slot opens, so those are the times that matter.
+    """
+    if count > self.num_clients:
+      raise ValueError(f'count {count} exceeds the population of {self.num_clients}.')
+    trace = self.availability
+    if trace.always_online:
+      return 0.0, self.num_clients
+    clients_per_row = np.bincount(self.availability_row, minlength=trace.num_devices)
+    owner = np.repeat(np.arange(trace.num_devices), np.diff(trace.slot_offsets))
+    used = clients_per_row[owner] > 0
+    owner = owner[used]
+    if not len(owner):
+      return 0.0, 0
+    period = trace.period_s[owner].astype(np.float64)
+    horizon = float(trace.period_s[self.availability_row].max())
+    copies = np.ceil(horizon / period).astype(np.int64)
+    slot = np.repeat(np.arange(len(owner)), copies)
+    shift = (np.arange(len(slot)) - np.repeat(np.cumsum(copies) - copies, copies)) * period[slot]
+    starts = trace.slot_start_s[used][slot] + shift
+    ends = trace.slot_end_s[used][slot] + shift
+    weight = clients_per_row[owner[slot]]
+    times = np.unique(np.concatenate([[0.0], starts[starts < horizon]]))
+    counts = np.zeros(len(times), np.int64)
+    for edges, sign in ((starts, 1), (ends, -1)):
+      order = np.argsort(edges, kind='stable')
+      cumulative = np.concatenate([[0], np.cumsum(weight[order])])
+      counts += sign * cumulative[np.searchsorted(edges[order], times, side='right')]
+    enough = np.flatnonzero(counts >= count)
+    first = int(enough[0]) if len(enough) else int(np.argmax(counts))
+    return float(times[first]), int(counts[first])
