@@ -125,6 +125,8 @@ def _validate_plugins(config: ml_collections.ConfigDict) -> None:
            f'must be in [0, 100], got {config.oort_round_percentile}.')
   _require(config.oort_pacer_step >= 1, 'oort_pacer_step',
            f'must be a positive integer, got {config.oort_pacer_step}.')
+  for key in ('oort_clip_bound', 'oort_cut_off_util'):
+    _require(0 <= config[key] <= 1, key, f'must be in [0, 1], got {config[key]}.')
   _require(config.oort_blacklist_rounds >= -1, 'oort_blacklist_rounds',
            f'must be >= 0, or -1 for no blacklist, got {config.oort_blacklist_rounds}.')
   if config.aggregator == 'dp':

@@ -57,7 +57,10 @@ def build_selector(config: ml_collections.ConfigDict) -> selection.Selector:
                   exploration_min=min(config.oort_exploration, 0.3),
                   round_percentile=config.oort_round_percentile,
                   pacer_step=config.oort_pacer_step,
-                  blacklist_rounds=config.oort_blacklist_rounds)
+                  blacklist_rounds=config.oort_blacklist_rounds,
+                  clip_bound=config.oort_clip_bound,
+                  cut_off_util=config.oort_cut_off_util,
+                  straggler_feedback=config.oort_straggler_feedback)
   return selection.build_selector(config.selector, config.clients_per_round,
                                   config.overcommit, **kwargs)
 

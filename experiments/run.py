@@ -93,6 +93,13 @@ _HELP = {
     'oort_round_percentile': 'Oort: initial percentile of durations preferred.',
     'oort_pacer_step': 'Oort: rounds between pacer updates.',
     'oort_blacklist_rounds': 'Oort: skip clients that trained more often (-1: never).',
+    'oort_clip_bound': ('Oort: utilities are clipped at this quantile (FedScale\'s '
+                        'clip_bound).'),
+    'oort_cut_off_util': ('Oort: exploitation pool = scores >= this x the score at the '
+                          'exploitation length (FedScale\'s cut_off_util).'),
+    'oort_straggler_feedback': ('Oort: stragglers get the round\'s mean utility and '
+                                'count as explored, as in FedScale (false: left as they '
+                                'were).'),
     'checkpoint_every': 'Checkpoint every k rounds (and after the last).',
     'mode': 'sync (rounds) or async (FedBuff: --rounds counts server steps).',
     'max_concurrency': 'async: clients training at once (0: ceil(overcommit x '

@@ -43,6 +43,8 @@ class ValidationTest(parameterized.TestCase):
       ('percentile', dict(oort_round_percentile=101.0), '--oort_round_percentile'),
       ('pacer', dict(oort_pacer_step=0), '--oort_pacer_step: must be a positive'),
       ('blacklist', dict(oort_blacklist_rounds=-2), '--oort_blacklist_rounds'),
+      ('clip_bound', dict(oort_clip_bound=1.5), '--oort_clip_bound: must be in [0, 1]'),
+      ('cut_off', dict(oort_cut_off_util=-0.1), '--oort_cut_off_util: must be in [0, 1]'),
       ('dp_qffl', dict(aggregator='dp', algorithm='qffl'), '--aggregator: dp is not'),
   )
   def test_bad_values_name_the_flag(self, overrides, message):

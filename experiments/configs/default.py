@@ -63,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
       oort_round_percentile=30.0,
       oort_pacer_step=20,
       oort_blacklist_rounds=-1,
+      oort_clip_bound=0.9,
+      oort_cut_off_util=0.05,
+      oort_straggler_feedback=True,
       checkpoint_every=10,
       # Asynchronous training (FedBuff), --mode=async.
       mode='sync',
