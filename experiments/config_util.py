@@ -9,6 +9,7 @@ from typing import Any
 
 import ml_collections
 
+from tf_fedscale import lr_schedule
 from tf_fedscale import placement
 
 
@@ -125,6 +126,25 @@ def _validate_plugins(config: ml_collections.ConfigDict) -> None:
            f'must be in [0, 100], got {config.oort_round_percentile}.')
   _require(config.oort_pacer_step >= 1, 'oort_pacer_step',
            f'must be a positive integer, got {config.oort_pacer_step}.')
+  _require(math.isfinite(config.adaptive_epsilon) and config.adaptive_epsilon > 0,
+           'adaptive_epsilon', f'must be a positive number, got {config.adaptive_epsilon}.')
+  _require(config.adaptive_initial_accumulator >= 0, 'adaptive_initial_accumulator',
+           f'must be >= 0 (0: adaptive_epsilon squared), got '
+           f'{config.adaptive_initial_accumulator}.')
+  _require(0 < config.client_lr_decay <= 1, 'client_lr_decay',
+           f'must be in (0, 1] (1: no decay), got {config.client_lr_decay}.')
+  _require(config.client_lr_decay_rounds >= 1, 'client_lr_decay_rounds',
+           f'must be a positive integer, got {config.client_lr_decay_rounds}.')
+  _require(config.min_client_lr >= 0, 'min_client_lr',
+           f'must be >= 0, got {config.min_client_lr}.')
+  if config.client_lr_decay != 1:
+    _require(config.mode == 'sync', 'client_lr_decay',
+             '--mode=async trains at a constant client learning rate; set '
+             '--client_lr_decay=1.')
+    _require(config.algorithm in lr_schedule.DECAYABLE_ALGORITHMS, 'client_lr_decay',
+             f'--algorithm={config.algorithm} exposes no client learning rate to '
+             f'decay (only {", ".join(lr_schedule.DECAYABLE_ALGORITHMS)} do); set '
+             '--client_lr_decay=1.')
   for key in ('oort_clip_bound', 'oort_cut_off_util'):
     _require(0 <= config[key] <= 1, key, f'must be in [0, 1], got {config[key]}.')
   _require(config.oort_blacklist_rounds >= -1, 'oort_blacklist_rounds',

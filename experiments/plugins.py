@@ -4,7 +4,7 @@
 related flags into the TFF process (with the per-client loss reporting that
 Oort needs, and only then), the selector, the per-client payload the
 accountant charges (the aggregator's encoded upload), and the hooks (the
-privacy report when DP is on).
+client learning-rate decay, and the privacy report when DP is on).
 """
 
 import dataclasses
@@ -16,8 +16,10 @@ import tensorflow_federated as tff
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import feedback
+from tf_fedscale import lr_schedule
 from tf_fedscale import oort
 from tf_fedscale import population as population_lib
+from tf_fedscale import privacy
 from tf_fedscale import selection
 from tf_fedscale.tasks import base as task_base
 
@@ -84,13 +86,19 @@ def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
   process = algorithms.build_process(
       config.algorithm, model_fn, config.client_lr, config.server_lr,
       proximal_strength=config.proximal_strength,
-      model_aggregator=aggregator.factory, qffl_q=config.qffl_q)
+      model_aggregator=aggregator.factory, qffl_q=config.qffl_q,
+      adaptive_epsilon=config.adaptive_epsilon,
+      initial_accumulator=config.adaptive_initial_accumulator or None)
   process = aggregator.prepare_process(process)
   hooks = []
+  if config.client_lr_decay != 1:
+    hooks.append(lr_schedule.ClientLrDecay(
+        process, config.client_lr, config.client_lr_decay,
+        config.client_lr_decay_rounds, config.min_client_lr))
   if aggregator.is_private:
-    hooks.append(aggregators.PrivacyReport(
-        config.noise_multiplier, config.clients_per_round, population.num_clients,
-        config.dp_delta))
+    hooks.append(privacy.PrivacyReport(
+        config.noise_multiplier, config.clients_per_round, population,
+        config.dp_delta, selector.samples_uniformly))
   return Plugins(
       process=process, selector=selector, aggregator=aggregator,
       payload_bytes=algorithms.payload_bytes(config.algorithm, task.model_fn(),

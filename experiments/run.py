@@ -89,6 +89,15 @@ _HELP = {
     'sparsify_fraction': ('Share of entries each client uploads with --aggregator=topk '
                           'or randk.'),
     'qffl_q': 'q of q-FFL (0 is FedAvg; larger is fairer).',
+    'adaptive_epsilon': ('FedAdam/FedYogi/FedAdagrad: epsilon (tau) of the server '
+                         'optimizer (FedScale\'s tasks: 1e-8, its yogi_tau).'),
+    'adaptive_initial_accumulator': ('Adaptive server optimizers: initial accumulator '
+                                     '(0: adaptive_epsilon squared, Reddi et al.).'),
+    'client_lr_decay': ('Multiply the client learning rate by this every '
+                        'client_lr_decay_rounds rounds (1: constant; FedScale\'s tasks: '
+                        '0.98).'),
+    'client_lr_decay_rounds': 'Rounds between client learning-rate decays.',
+    'min_client_lr': 'Floor of the decayed client learning rate.',
     'oort_exploration': 'Oort: initial exploration share (decays x0.98 to 0.3).',
     'oort_round_percentile': 'Oort: initial percentile of durations preferred.',
     'oort_pacer_step': 'Oort: rounds between pacer updates.',

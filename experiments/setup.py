@@ -20,8 +20,10 @@ from tf_fedscale import checkpoint
 from tf_fedscale import evaluation
 from tf_fedscale import execution
 from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
 from tf_fedscale import population as population_lib
+from tf_fedscale import privacy
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
@@ -132,6 +134,8 @@ class Experiment:
       sim = self.build_simulation(output_dir)
       pool.protect(sim)
       state = sim.restore(checkpointer) if resume else None
+      if state is not None:
+        restore_privacy_report(sim, output_dir, state.round_num)
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
                       checkpointer)
       if output_dir:
@@ -152,7 +156,9 @@ class Experiment:
         self.task.test_data.client_ids, config.eval_clients, config.seed)
     sim = asynchronous.AsyncSimulation(
         model_fn, tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
-        algorithms.server_optimizer(config.algorithm, config.server_lr),
+        algorithms.server_optimizer(config.algorithm, config.server_lr,
+                                    config.adaptive_epsilon,
+                                    config.adaptive_initial_accumulator or None),
         self.task.train_data, self.population,
         plugins_lib.build_selector(config),
         accounting.LatencyAccountant(self.population,
@@ -207,6 +213,25 @@ class Experiment:
                            round(float(metric.result()), 6)])
 
 
+def restore_privacy_report(sim: simulation.Simulation, output_dir: str,
+                           round_num: int) -> None:
+  """Replays the `dp_sampling_rate` of rounds 1..round_num from metrics.csv
+  into the run's privacy report, so a resumed run composes the same epsilon."""
+  reports = [h for h in sim.hooks.hooks if isinstance(h, privacy.PrivacyReport)]
+  if not reports:
+    return
+  with open(os.path.join(output_dir, 'metrics.csv'), newline='') as f:
+    rates = {int(row['round']): float(row['dp_sampling_rate'])
+             for row in csv.DictReader(f) if row.get('dp_sampling_rate')}
+  missing = [r for r in range(1, round_num + 1) if r not in rates]
+  if missing:
+    raise config_util.UsageError(
+        f'--resume: {output_dir}/metrics.csv has no dp_sampling_rate for rounds '
+        f'{missing[:5]}, so the epsilon cannot be composed; start a new run.')
+  for report in reports:
+    report.restore(rates[r] for r in range(1, round_num + 1))
+
+
 _LOCAL_WORK = {'local_steps', 'local_epochs'}
 
 
@@ -221,6 +246,9 @@ def apply_task_defaults(config: ml_collections.ConfigDict,
   if explicit & _LOCAL_WORK:   # one amount of local work: the user's choice wins whole
     explicit |= _LOCAL_WORK
   defaults = {k: v for k, v in spec.defaults.items() if k not in explicit}
+  algorithm = defaults.get('algorithm', config.algorithm)
+  if config.mode == 'async' or algorithm not in lr_schedule.DECAYABLE_ALGORITHMS:
+    defaults.pop('client_lr_decay', None)  # they train at a constant rate (README)
   return config_util.apply_overrides(config, defaults)
 
 

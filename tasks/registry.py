@@ -27,9 +27,13 @@ from tf_fedscale.tasks import tfds_task
 TaskBuilder = Callable[..., base.Task]
 
 # FedScale's benchmark configs (benchmark/configs/*/*.yml): FedAvg/FedYogi with
-# fixed local steps, clients with fewer than 21 samples removed.
+# fixed local steps, clients with fewer than 21 samples removed; and its
+# config_parser.py defaults every config inherits: the client learning rate
+# decays x0.98 every 10 rounds down to 5e-5, and FedYogi's tau is 1e-8.
 _FEDSCALE = dict(local_epochs=0, batch_size=20, client_lr=0.05, server_lr=1.0,
-                 min_samples=21)
+                 min_samples=21, client_lr_decay=0.98, client_lr_decay_rounds=10,
+                 min_client_lr=5e-5, adaptive_epsilon=1e-8,
+                 adaptive_initial_accumulator=1e-8)
 # Adaptive Federated Optimization (Reddi et al., 2021), FedAvg's best client and
 # server learning rates (google-research/federated optimization/docs/hyperparameters.md);
 # one local epoch everywhere.

@@ -45,6 +45,13 @@ class ValidationTest(parameterized.TestCase):
       ('blacklist', dict(oort_blacklist_rounds=-2), '--oort_blacklist_rounds'),
       ('clip_bound', dict(oort_clip_bound=1.5), '--oort_clip_bound: must be in [0, 1]'),
       ('cut_off', dict(oort_cut_off_util=-0.1), '--oort_cut_off_util: must be in [0, 1]'),
+      ('lr_decay', dict(client_lr_decay=1.5), '--client_lr_decay: must be in (0, 1]'),
+      ('lr_decay_async', dict(client_lr_decay=0.98, mode='async'),
+       '--client_lr_decay: --mode=async trains at a constant client learning rate'),
+      ('lr_decay_fedprox', dict(client_lr_decay=0.98, algorithm='fedprox'),
+       '--client_lr_decay: --algorithm=fedprox exposes no client learning rate'),
+      ('decay_rounds', dict(client_lr_decay_rounds=0), '--client_lr_decay_rounds'),
+      ('adaptive_epsilon', dict(adaptive_epsilon=0.0), '--adaptive_epsilon: must be'),
       ('dp_qffl', dict(aggregator='dp', algorithm='qffl'), '--aggregator: dp is not'),
   )
   def test_bad_values_name_the_flag(self, overrides, message):

@@ -59,6 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
       sparsify_fraction=0.1,
       # Algorithms and selection.
       qffl_q=1.0,
+      adaptive_epsilon=1e-3,
+      adaptive_initial_accumulator=0.0,
+      client_lr_decay=1.0,
+      client_lr_decay_rounds=10,
+      min_client_lr=5e-5,
       oort_exploration=0.9,
       oort_round_percentile=30.0,
       oort_pacer_step=20,
