@@ -5,7 +5,11 @@ r"""Reproduces FedScale's findings as relative results, each as a CSV and a PNG.
       --data_dir=../shared/data/femnist
 
 Experiments (variants differ only where named; everything else is the
-default config plus --set overrides):
+task's published settings (tasks/registry.py: FedScale's configuration for
+its datasets, e.g. 50 clients per round, 5 steps of batch 20, lr 0.05
+decaying x0.98 every 10 rounds for femnist), else the experiment's base
+settings and the default config, plus --set overrides; an experiment's
+evaluation period and the round count stay the experiment's):
   a  system traces vs none: the default device/availability traces, the
      trace devices always online, and identical devices (the population's
      median speeds) always online; test accuracy over *virtual time*, which
@@ -144,7 +148,9 @@ def variant_config(exp: Experiment, overrides: dict, user: dict, seed: int = 0):
     if key not in config:
       raise config_util.UsageError(f'--set: {key!r} is not a config key.')
     config = config_util.apply_overrides(config, {key: _convert(config[key], value)})
-  return config
+  return setup.apply_task_defaults(
+      config, set(overrides) | set(user) | {'task', 'data_dir', 'seed', 'rounds',
+                                            'eval_every'})
 
 
 def _convert(current, value: str):

@@ -74,7 +74,8 @@ def build_population(config: ml_collections.ConfigDict,
       client_ids=task.train_data.client_ids,
       num_examples=task.num_train_examples,
       devices=devices, availability=availability,
-      seed=config.seed, mapping=config.client_mapping)
+      seed=config.seed, mapping=config.client_mapping,
+      positions=getattr(task, 'train_positions', None))
 
 
 @dataclasses.dataclass

@@ -13,6 +13,13 @@ class MappingTest(absltest.TestCase):
     rows = population_lib.map_clients_to_rows(5, 3, seed=0, mapping='modulo')
     np.testing.assert_array_equal(rows, [1, 2, 0, 1, 2])
 
+  def test_modulo_numbers_clients_before_filtering(self):
+    # FedScale numbers clients 1, 2, ... over the whole dataset and filters by
+    # size afterwards: the kept clients at places 0, 3, 4 are clients 1, 4, 5.
+    rows = population_lib.map_clients_to_rows(3, 3, seed=0, mapping='modulo',
+                                              positions=np.array([0, 3, 4]))
+    np.testing.assert_array_equal(rows, [1, 1, 2])
+
   def test_random_is_seeded_permutation(self):
     a = population_lib.map_clients_to_rows(10, 10, seed=1)
     b = population_lib.map_clients_to_rows(10, 10, seed=1)

@@ -74,6 +74,8 @@ class StorageTest(LoaderTestCase):
     split = sources.open_split(path, 'train', storage.build_parser(storage.read_schema(path)))
     self.assertEqual(split.filter_sizes(3, 0).client_ids, ('b', 'c'))
     self.assertEqual(split.filter_sizes(1, 5).client_ids, ('a', 'b'))
+    # Places before filtering survive it (FedScale's client numbering).
+    self.assertEqual(split.filter_sizes(3, 0).positions.tolist(), [1, 2])
     source = sources.FederatedSource(split, split)
     with self.assertRaisesRegex(ValueError, 'min_samples'):
       source.filter_train(10, 0)

@@ -57,6 +57,17 @@ class TraceFlagsTest(absltest.TestCase):
     np.testing.assert_array_equal(population.compute_ms_per_sample(np.arange(10)),
                                   devices.compute_ms_per_sample[(np.arange(10) + 1) % 7])
 
+  def test_modulo_follows_the_unfiltered_numbering(self):
+    task = _task(3)
+    task.train_positions = np.array([1, 2, 5])  # places before --min_samples
+    devices = default.generate_devices(4, seed=5)
+    formats.write_devices(devices, os.path.join(self.dir, 'd.csv'))
+    population = setup.build_population(
+        _config(device_trace=os.path.join(self.dir, 'd.csv'), client_mapping='modulo'),
+        task)
+    # Clients 2, 3, 6 (1-based) take rows 2, 3, 6 % 4 = 2.
+    np.testing.assert_array_equal(population.device_row, [2, 3, 2])
+
   def test_fedscale_pickle(self):
     path = os.path.join(self.dir, 'client_device_capacity')
     with open(path, 'wb') as f:

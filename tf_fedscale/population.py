@@ -67,17 +67,23 @@ def validate_devices(devices: DeviceProfiles, source: Optional[str] = None) -> N
 
 
 def map_clients_to_rows(num_clients: int, num_rows: int, seed: int,
-                        mapping: str = 'random') -> np.ndarray:
+                        mapping: str = 'random',
+                        positions: Optional[np.ndarray] = None) -> np.ndarray:
   """Trace row of each client.
 
   'random': a seeded permutation of the rows (rows are reused only when there
   are more clients than rows). 'modulo': FedScale's rule, client k (1-based, in
-  first-appearance order) takes row k % num_rows.
+  the dataset's first-appearance order *before* size filtering, `positions`
+  0-based, default 0..num_clients-1) takes row k % num_rows.
   """
   if num_rows <= 0:
     raise ValueError(f'A trace needs at least one row, got {num_rows}.')
   if mapping == 'modulo':
-    return ((np.arange(num_clients, dtype=np.int64) + 1) % num_rows).astype(np.int32)
+    positions = (np.arange(num_clients, dtype=np.int64) if positions is None
+                 else np.asarray(positions, np.int64))
+    if positions.shape != (num_clients,):
+      raise ValueError(f'positions has shape {positions.shape}, expected ({num_clients},).')
+    return ((positions + 1) % num_rows).astype(np.int32)
   if mapping != 'random':
     raise ValueError(f'Unknown client mapping {mapping!r}; use one of {MAPPINGS}.')
   rng = np.random.default_rng(seed)
@@ -111,17 +117,19 @@ class Population:
   def build(cls, client_ids: Sequence[str], num_examples: np.ndarray,
             devices: DeviceProfiles,
             availability: availability_lib.AvailabilityTrace,
-            seed: int, mapping: str = 'random') -> 'Population':
-    """Binds clients to trace rows with `map_clients_to_rows`."""
+            seed: int, mapping: str = 'random',
+            positions: Optional[np.ndarray] = None) -> 'Population':
+    """Binds clients to trace rows with `map_clients_to_rows` (`positions`:
+    the clients' places in the dataset before filtering, for 'modulo')."""
     n = len(client_ids)
     return cls(
         client_ids=client_ids,
         num_examples=np.asarray(num_examples, np.int64),
         devices=devices,
         availability=availability,
-        device_row=map_clients_to_rows(n, devices.num_devices, seed, mapping),
+        device_row=map_clients_to_rows(n, devices.num_devices, seed, mapping, positions),
         availability_row=map_clients_to_rows(n, availability.num_devices,
-                                             seed + 1, mapping),
+                                             seed + 1, mapping, positions),
     )
 
   @property
