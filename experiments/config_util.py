@@ -73,6 +73,8 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'must be >= 1.0, got {config.overcommit}.')
   _require(config.deadline_s >= 0, 'deadline_s',
            f'must be >= 0 (0 means no deadline), got {config.deadline_s}.')
+  _require(0 <= config.start_time_h < 168, 'start_time_h',
+           f'must be in [0, 168) (hours into the trace week), got {config.start_time_h}.')
   _require(config.eval_clients >= 0, 'eval_clients',
            f'must be >= 0 (0 means all), got {config.eval_clients}.')
   _require(config.proximal_strength >= 0, 'proximal_strength',

@@ -45,6 +45,8 @@ _HELP = {
     'clients_per_round': 'Updates aggregated per round.',
     'overcommit': 'Invite ceil(overcommit x clients_per_round) clients.',
     'deadline_s': 'Round deadline in virtual seconds (0: none).',
+    'start_time_h': ('Virtual clock at round 1, in hours into the availability trace\'s '
+                     'week (0: day 0, midnight).'),
     'eval_every': 'Evaluate every k rounds.',
     'eval_clients': 'Test clients evaluated (0: all).',
     'local_steps': 'Local SGD steps per client (0: use local_epochs).',
@@ -216,8 +218,7 @@ def main(argv: Sequence[str]) -> None:
     progress.close()
   target = config.target_accuracy or None
   written = reporting.write_report(output_dir, target)
-  print(reporting.format_table(reporting.summary_rows(
-      reporting.read_csv(os.path.join(output_dir, 'metrics.csv')), target)))
+  print(reporting.format_table(reporting.run_summary(output_dir, target)))
   print(f'results in {output_dir}/ (metrics.csv, clients.csv); report: {written}')
 
 

@@ -290,7 +290,8 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   except (ValueError, FileNotFoundError) as e:
     raise config_util.UsageError(f'--task/--data_dir: {e}') from e
   population = build_population(config, task)
-  start_time_s = first_round_time_s(population, config.clients_per_round)
+  start_time_s = max(first_round_time_s(population, config.clients_per_round),
+                     3600.0 * config.start_time_h)  # --start_time_h: not before
   local_work = local_work_lib.LocalWork(
       batch_size=config.batch_size, local_steps=config.local_steps or None,
       local_epochs=config.local_epochs or None, shuffle_seed=config.seed)

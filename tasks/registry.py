@@ -51,9 +51,10 @@ class TaskSpec:
 
 
 def _synthetic(data_dir, seed, model='', min_samples=1, max_samples=0, cache_dir='',
-               num_clients=1000, alpha=0.5, beta=0.5):
+               num_clients=1000, alpha=0.5, beta=0.5, shared_model=False):
   del data_dir, model, cache_dir
-  task = synthetic.build(num_clients=num_clients, alpha=alpha, beta=beta, seed=seed)
+  task = synthetic.build(num_clients=num_clients, alpha=alpha, beta=beta, seed=seed,
+                         shared_model=shared_model)
   keep = task.num_train_examples >= max(min_samples, 1)
   if max_samples > 0:
     keep &= task.num_train_examples <= max_samples
@@ -69,7 +70,8 @@ def _synthetic(data_dir, seed, model='', min_samples=1, max_samples=0, cache_dir
 
 TASKS: dict[str, TaskSpec] = {
     'synthetic': TaskSpec(
-        _synthetic, options=dict(num_clients=1000, alpha=0.5, beta=0.5)),
+        _synthetic, options=dict(num_clients=1000, alpha=0.5, beta=0.5,
+                                 shared_model=False)),
     'femnist': TaskSpec(
         femnist.build, models=femnist.MODELS,
         defaults=dict(_FEDSCALE, algorithm='fedavg', clients_per_round=50, local_steps=5,

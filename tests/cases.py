@@ -5,7 +5,7 @@
 - `SharedDataTestCase`: the real files of ../shared/datasets, skipping cleanly
   when they are absent (e.g. under bazel's sandbox);
 - `NoWorkerLeftTestCase`: marks the workers a test starts and fails the test if
-  any outlives it;
+  any outlives it (`worker_pids_with_env` finds them);
 - `tiny_fedavg_simulation`: FedAvg on 40 tiny Synthetic clients, for tests of
   where and how rounds execute.
 """
@@ -28,15 +28,37 @@ from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
-from tf_fedscale.tasks import fixtures
 from tf_fedscale.tasks import registry
 from tf_fedscale.tasks import synthetic
+from tests import fixtures
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASETS = os.path.join(REPO_ROOT, '..', 'shared', 'datasets')
 # Workers inherit the environment, so this variable identifies a test's workers.
 MARKER_ENV = 'TF_FEDSCALE_TEST_MARKER'
+
+
+def worker_pids_with_env(marker: str) -> list[int]:
+  """Pids of live worker binaries whose environment contains `marker`.
+
+  Tests give a run a unique environment variable and use this to prove that no
+  worker it started survives it.
+  """
+  pids = []
+  for entry in os.listdir('/proc'):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f'/proc/{entry}/cmdline', 'rb') as f:
+        if b'worker_binary' not in f.read():
+          continue
+      with open(f'/proc/{entry}/environ', 'rb') as f:
+        if marker.encode() in f.read():
+          pids.append(int(entry))
+    except OSError:
+      continue
+  return pids
 
 
 class TaskRoundTestCase(absltest.TestCase):
@@ -108,9 +130,9 @@ class NoWorkerLeftTestCase(absltest.TestCase):
 
   def tearDown(self):
     deadline = time.monotonic() + 10
-    while runtime.worker_pids_with_env(self.marker) and time.monotonic() < deadline:
+    while worker_pids_with_env(self.marker) and time.monotonic() < deadline:
       time.sleep(0.1)
-    self.assertEmpty(runtime.worker_pids_with_env(self.marker),
+    self.assertEmpty(worker_pids_with_env(self.marker),
                      'a worker outlived its test')
     del os.environ[MARKER_ENV]
     super().tearDown()

@@ -34,7 +34,8 @@ py_library(
 '''
 NOT_LIBRARIES = {'__init__', 'gen_build'}
 LARGE = {'run_test'}
-DATA = {'build_test': '\n    data = ["BUILD"] + glob(["*_test.py"]),'}
+DATA = {'build_test': '\n    data = ["BUILD"] + glob(["*_test.py"]),',
+        'readme_test': '\n    data = ["//:README.md"],'}
 
 
 def main() -> None:

@@ -13,13 +13,13 @@ import tensorflow as tf
 
 from tf_fedscale.tasks import audio
 from tf_fedscale.tasks import fedscale_csv
-from tf_fedscale.tasks import fixtures
 from tf_fedscale.tasks import leaf
 from tf_fedscale.tasks import partition
 from tf_fedscale.tasks import sources
 from tf_fedscale.tasks import storage
 from tf_fedscale.tasks import tfds_source
 from tf_fedscale.tasks import tff_sqlite
+from tests import fixtures
 
 
 def _elements(split: sources.ClientSplit, client_id: str) -> list:

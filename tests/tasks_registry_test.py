@@ -25,7 +25,7 @@ class OptionsTest(absltest.TestCase):
                      ('dirichlet', 0.3, 32))
     self.assertEqual(options['num_clients'], 500)   # untouched default
     self.assertEqual(registry.parse_options('synthetic', ''),
-                     {'num_clients': 1000, 'alpha': 0.5, 'beta': 0.5})
+                     {'num_clients': 1000, 'alpha': 0.5, 'beta': 0.5, 'shared_model': False})
 
   def test_bad_options(self):
     with self.assertRaisesRegex(ValueError, "unknown option 'colour=red'.*crop"):

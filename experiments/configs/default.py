@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
       clients_per_round=50,
       overcommit=1.3,
       deadline_s=0.0,
+      start_time_h=0.0,
       eval_every=5,
       eval_clients=200,
       local_steps=20,
