@@ -43,6 +43,7 @@ import numpy as np
 from tf_fedscale import availability
 from tf_fedscale import cli
 from tf_fedscale import population as population_lib
+from tf_fedscale import runtime
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import setup
 from tf_fedscale.experiments.configs import default as default_config
@@ -282,6 +283,7 @@ def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
 
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
+  runtime.install_exit_hooks()  # stop TFF workers on exit and SIGTERM
   names = sorted(EXPERIMENTS) if _EXPERIMENT.value == 'all' else [_EXPERIMENT.value]
   output_dir = _OUTPUT_DIR.value
   try:

@@ -22,6 +22,7 @@ import ml_collections
 # inside main() cannot build eager Sequential models.
 from tf_fedscale import checkpoint
 from tf_fedscale import cli
+from tf_fedscale import runtime
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import reporting
 from tf_fedscale.experiments import setup
@@ -193,6 +194,7 @@ def prepare_output_dir(output_dir: str, config: ml_collections.ConfigDict) -> No
 
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
+  runtime.install_exit_hooks()  # stop TFF workers on exit and SIGTERM
   output_dir, resume = _OUTPUT_DIR.value, _RESUME.value
   try:
     config = resolve_config()

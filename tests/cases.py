@@ -2,8 +2,8 @@
 
 - `TaskRoundTestCase`: a managed TFF worker per class, a temporary data root,
   task building, and the "training lowers the loss" checks;
-- `SharedDataTestCase`: the real files of ../shared/datasets, skipping cleanly
-  when they are absent (e.g. under bazel's sandbox);
+- `SharedDataTestCase`: the real files of ../shared/datasets; when they are absent
+  the test skips, or FAILS where $TF_FEDSCALE_REQUIRE_SHARED_DATA is set (CI);
 - `NoWorkerLeftTestCase`: marks the workers a test starts and fails the test if
   any outlives it (`worker_pids_with_env` finds them);
 - `tiny_fedavg_simulation`: FedAvg on 40 tiny Synthetic clients, for tests of
@@ -34,7 +34,11 @@ from tests import fixtures
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASETS = os.path.join(REPO_ROOT, '..', 'shared', 'datasets')
+# Beside the checkout; under bazel, the `shared` repository of WORKSPACE puts the
+# datasets a test declares as data at the same relative place in its runfiles.
+SHARED = os.path.join(REPO_ROOT, '..', 'shared')
+DATASETS = os.path.join(SHARED, 'datasets')
+REQUIRE_SHARED_DATA_ENV = 'TF_FEDSCALE_REQUIRE_SHARED_DATA'  # set by .ci/run
 # Workers inherit the environment, so this variable identifies a test's workers.
 MARKER_ENV = 'TF_FEDSCALE_TEST_MARKER'
 
@@ -106,7 +110,8 @@ class TaskRoundTestCase(absltest.TestCase):
 
 
 class SharedDataTestCase(absltest.TestCase):
-  """`self.dataset(name)`: the path of a ../shared dataset, or a skip."""
+  """`self.dataset(name)`: the path of a ../shared dataset; a skip when it is
+  absent, a failure when $TF_FEDSCALE_REQUIRE_SHARED_DATA is set."""
 
   def setUp(self):
     super().setUp()
@@ -115,6 +120,9 @@ class SharedDataTestCase(absltest.TestCase):
   def dataset(self, name: str) -> str:
     path = os.path.join(DATASETS, name)
     if not os.path.isfile(os.path.join(path, 'SOURCE.md')):
+      if os.environ.get(REQUIRE_SHARED_DATA_ENV):
+        self.fail(f'{path} is not available, and ${REQUIRE_SHARED_DATA_ENV} requires it '
+                  '(under bazel: is it in the test\'s data, @shared//:<dataset>?)')
       self.skipTest(f'{path} is not available')
     return path
 
