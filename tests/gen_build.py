@@ -40,6 +40,7 @@ SHARED_DATA = {
 # Files a test reads from the checkout.
 FILES = {
     'build_test': ['//:build_inputs'],
+    'packaging_test': ['//:README.md', '//:build_inputs', '//:pyproject.toml'],
     'readme_test': ['//:README.md'],
 }
 # Imports the code does not spell out: the README program readme_test runs.
