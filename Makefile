@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tf_fedscale.experiments.run --output_dir=runs/demo --overwrite
+	$(PY) -m tf_fedscale.experiments.run --config=experiments/configs/demo.py --output_dir=runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:warnings -p no:cacheprovider tests

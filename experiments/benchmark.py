@@ -51,6 +51,7 @@ from tf_fedscale import cli
 from tf_fedscale import execution as execution_lib
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import population as population_lib
+from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
@@ -462,6 +463,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
+  runtime.install_exit_hooks()  # stop TFF workers on exit and SIGTERM
   workload = _WORKLOAD.value
   if workload == 'population':
     cpr = _CLIENTS.value or 1000

@@ -9,6 +9,7 @@ from typing import Any
 
 import ml_collections
 
+from tf_fedscale import lr_schedule
 from tf_fedscale import placement
 from tf_fedscale.experiments.configs import default as default_config
 
@@ -74,6 +75,8 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'must be >= 1.0, got {config.overcommit}.')
   _require(config.deadline_s >= 0, 'deadline_s',
            f'must be >= 0 (0 means no deadline), got {config.deadline_s}.')
+  _require(0 <= config.start_time_h < 168, 'start_time_h',
+           f'must be in [0, 168) (hours into the trace week), got {config.start_time_h}.')
   _require(config.eval_clients >= 0, 'eval_clients',
            f'must be >= 0 (0 means all), got {config.eval_clients}.')
   _require(config.proximal_strength >= 0, 'proximal_strength',
@@ -100,6 +103,9 @@ def _validate_mode(config: ml_collections.ConfigDict) -> None:
     _require(not config.deadline_s, 'deadline_s',
              f'--mode=async has no rounds to cut at a deadline, got {config.deadline_s}; '
              'drop it (--max_staleness bounds late updates).')
+    _require(config.client_lr_decay == 1, 'client_lr_decay',
+             f'--mode=async has no rounds to decay the client learning rate over, got '
+             f'{config.client_lr_decay}; drop it.')
     return
   defaults = default_config.get_config()
   for key in ASYNC_ONLY:
@@ -141,6 +147,27 @@ def _validate_plugins(config: ml_collections.ConfigDict) -> None:
            f'must be in [0, 100], got {config.oort_round_percentile}.')
   _require(config.oort_pacer_step >= 1, 'oort_pacer_step',
            f'must be a positive integer, got {config.oort_pacer_step}.')
+  _require(math.isfinite(config.adaptive_epsilon) and config.adaptive_epsilon > 0,
+           'adaptive_epsilon', f'must be a positive number, got {config.adaptive_epsilon}.')
+  _require(config.adaptive_initial_accumulator >= 0, 'adaptive_initial_accumulator',
+           f'must be >= 0 (0: adaptive_epsilon squared), got '
+           f'{config.adaptive_initial_accumulator}.')
+  _require(0 < config.client_lr_decay <= 1, 'client_lr_decay',
+           f'must be in (0, 1] (1: no decay), got {config.client_lr_decay}.')
+  _require(config.client_lr_decay_rounds >= 1, 'client_lr_decay_rounds',
+           f'must be a positive integer, got {config.client_lr_decay_rounds}.')
+  _require(config.min_client_lr >= 0, 'min_client_lr',
+           f'must be >= 0, got {config.min_client_lr}.')
+  if config.client_lr_decay != 1:
+    _require(config.mode == 'sync', 'client_lr_decay',
+             '--mode=async trains at a constant client learning rate; set '
+             '--client_lr_decay=1.')
+    _require(config.algorithm in lr_schedule.DECAYABLE_ALGORITHMS, 'client_lr_decay',
+             f'--algorithm={config.algorithm} exposes no client learning rate to '
+             f'decay (only {", ".join(lr_schedule.DECAYABLE_ALGORITHMS)} do); set '
+             '--client_lr_decay=1.')
+  for key in ('oort_clip_bound', 'oort_cut_off_util'):
+    _require(0 <= config[key] <= 1, key, f'must be in [0, 1], got {config[key]}.')
   _require(config.oort_blacklist_rounds >= -1, 'oort_blacklist_rounds',
            f'must be >= 0, or -1 for no blacklist, got {config.oort_blacklist_rounds}.')
   if config.aggregator == 'dp':

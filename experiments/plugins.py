@@ -4,7 +4,7 @@
 related flags into the TFF process (with the per-client loss reporting that
 Oort needs, and only then), the selector, the per-client payload the
 accountant charges (the aggregator's encoded upload), and the hooks (the
-privacy report when DP is on).
+client learning-rate decay, and the privacy report when DP is on).
 """
 
 import dataclasses
@@ -17,8 +17,10 @@ import tensorflow_federated as tff
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import feedback
+from tf_fedscale import lr_schedule
 from tf_fedscale import oort
 from tf_fedscale import population as population_lib
+from tf_fedscale import privacy
 from tf_fedscale import selection
 from tf_fedscale.tasks import base as task_base
 
@@ -59,7 +61,10 @@ def build_selector(config: ml_collections.ConfigDict) -> selection.Selector:
                   exploration_min=min(config.oort_exploration, 0.3),
                   round_percentile=config.oort_round_percentile,
                   pacer_step=config.oort_pacer_step,
-                  blacklist_rounds=config.oort_blacklist_rounds)
+                  blacklist_rounds=config.oort_blacklist_rounds,
+                  clip_bound=config.oort_clip_bound,
+                  cut_off_util=config.oort_cut_off_util,
+                  straggler_feedback=config.oort_straggler_feedback)
   return selection.build_selector(config.selector, config.clients_per_round,
                                   config.overcommit, **kwargs)
 
@@ -93,11 +98,18 @@ def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
     process = aggregator.prepare_process(algorithms.build_process(
         config.algorithm, model_fn, config.client_lr, config.server_lr,
         proximal_strength=config.proximal_strength,
-        model_aggregator=aggregator.factory, qffl_q=config.qffl_q))
+        model_aggregator=aggregator.factory, qffl_q=config.qffl_q,
+        adaptive_epsilon=config.adaptive_epsilon,
+        initial_accumulator=config.adaptive_initial_accumulator or None))
   hooks = []
+  if config.client_lr_decay != 1:
+    hooks.append(lr_schedule.ClientLrDecay(
+        process, config.client_lr, config.client_lr_decay,
+        config.client_lr_decay_rounds, config.min_client_lr))
   if aggregator.is_private:
-    hooks.append(aggregators.PrivacyReport(
-        config.noise_multiplier, cohort, population.num_clients, config.dp_delta))
+    hooks.append(privacy.PrivacyReport(
+        config.noise_multiplier, cohort, population, config.dp_delta,
+        selector.samples_uniformly))
   return Plugins(
       process=process, model_fn=model_fn, selector=selector, aggregator=aggregator,
       payload_bytes=algorithms.payload_bytes(config.algorithm, task.model_fn(),

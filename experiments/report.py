@@ -28,8 +28,7 @@ def main(argv: Sequence[str]) -> None:
     cli.fail(f'--run_dir: {run_dir!r} holds no metrics.csv; pass the '
              '--output_dir of a run.')
   path = reporting.write_report(run_dir, _TARGET.value, _TIMELINE_ROUND.value)
-  print(reporting.format_table(reporting.summary_rows(
-      reporting.read_csv(os.path.join(run_dir, 'metrics.csv')), _TARGET.value)))
+  print(reporting.format_table(reporting.run_summary(run_dir, _TARGET.value)))
   print(f'report: {path}')
 
 

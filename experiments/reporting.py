@@ -73,6 +73,19 @@ def read_csv(path: str) -> dict[str, np.ndarray]:
   return columns
 
 
+def read_clients(run_dir: str) -> dict[str, np.ndarray]:
+  """<run_dir>/clients.csv as columns ({} when the run wrote none)."""
+  path = os.path.join(run_dir, 'clients.csv')
+  return read_csv(path) if os.path.exists(path) else {}
+
+
+def run_summary(run_dir: str, target_accuracy: Optional[float] = None
+                ) -> list[tuple[str, str]]:
+  """`summary_rows` of the run in `run_dir`."""
+  return summary_rows(read_csv(os.path.join(run_dir, 'metrics.csv')), target_accuracy,
+                      read_clients(run_dir))
+
+
 def time_to_accuracy(metrics: dict[str, np.ndarray], target: float
                      ) -> Optional[tuple[int, float]]:
   """(round, virtual seconds) at which eval accuracy first reaches `target`."""
@@ -84,16 +97,22 @@ def time_to_accuracy(metrics: dict[str, np.ndarray], target: float
 
 
 def summary_rows(metrics: dict[str, np.ndarray],
-                 target_accuracy: Optional[float] = None) -> list[tuple[str, str]]:
-  """The headline numbers of a run, as (name, value) rows."""
+                 target_accuracy: Optional[float] = None,
+                 clients: Optional[dict[str, np.ndarray]] = None) -> list[tuple[str, str]]:
+  """The headline numbers of a run, as (name, value) rows; with the client
+  timeline (`clients`), also the client time lost to drop-outs and cut stragglers."""
   evaluated = ~np.isnan(metrics['eval_accuracy'])
   acc = metrics['eval_accuracy'][evaluated]
+  # Elapsed virtual time: the clock may start later than t = 0 (--start_time_h).
+  elapsed_s = metrics['virtual_time_s'][-1] - metrics['virtual_time_s'][0]
+  durations = metrics['round_duration_s'][metrics['round'] > 0]
   rows = [
       ('rounds', f'{int(metrics["round"][-1])}'),
       ('eval accuracy (first -> final, best)',
        f'{acc[0]:.3f} -> {acc[-1]:.3f}, {acc.max():.3f}' if acc.size else 'n/a'),
-      ('virtual time', f'{format_duration(metrics["virtual_time_s"][-1])} '
-                       f'({metrics["virtual_time_s"][-1]:.0f} s)'),
+      ('virtual time', f'{format_duration(elapsed_s)} ({elapsed_s:.0f} s)'),
+      ('round duration (median, slowest)',
+       f'{np.median(durations):.0f} s, {durations.max():.0f} s' if durations.size else 'n/a'),
       ('clients completed', f'{int(metrics["completed"].sum())}'),
       ('clients dropped (offline)', f'{int(metrics["dropped"].sum())}'),
       ('stragglers cut', f'{int(metrics["stragglers"].sum() + metrics["missed_deadline"].sum())}'),
@@ -101,6 +120,15 @@ def summary_rows(metrics: dict[str, np.ndarray],
        f'{(metrics["bytes_down"].sum() + metrics["bytes_up"].sum()) / 1e6:.1f} MB'),
       ('client compute', f'{metrics["client_compute_s"].sum() / 3600:.2f} h'),
   ]
+  if clients and clients['round'].size:
+    busy_s = clients['end_s']  # seconds from round start until done, dropped or cut
+    lost = clients['status'] != 'completed'
+    rows.append(('client time to finish (median of completed)',
+                 f'{np.median(busy_s[~lost]):.0f} s' if (~lost).any() else 'n/a'))
+    rows.append(('client time lost (drop-outs, stragglers)',
+                 f'{busy_s[clients["status"] == "dropped_offline"].sum() / 3600:.2f} h, '
+                 f'{busy_s[lost & (clients["status"] != "dropped_offline")].sum() / 3600:.2f} h'
+                 f' ({100 * busy_s[lost].sum() / max(busy_s.sum(), 1e-9):.0f}% of all)'))
   if target_accuracy:
     reached = time_to_accuracy(metrics, target_accuracy)
     rows.append((f'time to accuracy {target_accuracy:g}',
@@ -219,11 +247,10 @@ def write_report(run_dir: str, target_accuracy: Optional[float] = None,
   _plot_system_cost(metrics, os.path.join(out, 'system_cost.png'))
   lines = ['# Run summary', '', f'Run directory: `{run_dir}`', '',
            '| metric | value |', '|---|---|']
-  lines += [f'| {k} | {v} |' for k, v in summary_rows(metrics, target_accuracy)]
+  clients = read_clients(run_dir)
+  lines += [f'| {k} | {v} |' for k, v in summary_rows(metrics, target_accuracy, clients)]
   figures = ['accuracy_loss.png', 'system_cost.png']
 
-  clients_path = os.path.join(run_dir, 'clients.csv')
-  clients = read_csv(clients_path) if os.path.exists(clients_path) else {}
   if clients.get('round', np.zeros(0)).size:
     round_num = timeline_round if timeline_round is not None else choose_timeline_round(clients)
     name = f'timeline_round_{round_num}.png'

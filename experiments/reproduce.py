@@ -5,7 +5,11 @@ r"""Reproduces FedScale's findings as relative results, each as a CSV and a PNG.
       --data_dir=../shared/data/femnist
 
 Experiments (variants differ only where named; everything else is the
-default config plus --set overrides):
+task's published settings (tasks/registry.py: FedScale's configuration for
+its datasets, e.g. 50 clients per round, 5 steps of batch 20, lr 0.05
+decaying x0.98 every 10 rounds for femnist), else the experiment's base
+settings and the default config, plus --set overrides; an experiment's
+evaluation period and the round count stay the experiment's):
   a  system traces vs none: the default device/availability traces, the
      trace devices always online, and identical devices (the population's
      median speeds) always online; test accuracy over *virtual time*, which
@@ -39,6 +43,7 @@ import numpy as np
 from tf_fedscale import availability
 from tf_fedscale import cli
 from tf_fedscale import population as population_lib
+from tf_fedscale import runtime
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import setup
 from tf_fedscale.experiments.configs import default as default_config
@@ -144,7 +149,9 @@ def variant_config(exp: Experiment, overrides: dict, user: dict, seed: int = 0):
     if key not in config:
       raise config_util.UsageError(f'--set: {key!r} is not a config key.')
     config = config_util.apply_overrides(config, {key: _convert(config[key], value)})
-  return config
+  return setup.apply_task_defaults(
+      config, set(overrides) | set(user) | {'task', 'data_dir', 'seed', 'rounds',
+                                            'eval_every'})
 
 
 def _convert(current, value: str):
@@ -162,7 +169,7 @@ def run_experiment(name: str, output_dir: str, user: dict) -> list[dict]:
       experiment = setup.build_experiment(config)
       if variant in exp.population:
         experiment = dataclasses.replace(experiment, population=modified_population(
-            experiment.population, exp.population[variant]))
+            experiment.population, exp.population[variant]), start_time_s=0.0)
       run_dir = os.path.join(output_dir, name,
                              variant.split(' (')[0].replace(' ', '_'), f'seed_{seed}')
       shutil.rmtree(run_dir, ignore_errors=True)  # this script's own directory
@@ -276,6 +283,7 @@ def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
 
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
+  runtime.install_exit_hooks()  # stop TFF workers on exit and SIGTERM
   names = sorted(EXPERIMENTS) if _EXPERIMENT.value == 'all' else [_EXPERIMENT.value]
   output_dir = _OUTPUT_DIR.value
   try:

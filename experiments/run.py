@@ -22,6 +22,7 @@ import ml_collections
 # inside main() cannot build eager Sequential models.
 from tf_fedscale import checkpoint
 from tf_fedscale import cli
+from tf_fedscale import runtime
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import reporting
 from tf_fedscale.experiments import setup
@@ -45,6 +46,8 @@ _HELP = {
     'clients_per_round': 'Updates aggregated per round.',
     'overcommit': 'Invite ceil(overcommit x clients_per_round) clients.',
     'deadline_s': 'Round deadline in virtual seconds (0: none).',
+    'start_time_h': ('Virtual clock at round 1, in hours into the availability trace\'s '
+                     'week (0: day 0, midnight).'),
     'eval_every': 'Evaluate every k rounds.',
     'eval_clients': 'Test clients evaluated (0: all).',
     'local_steps': 'Local SGD steps per client (0: use local_epochs).',
@@ -89,10 +92,26 @@ _HELP = {
     'sparsify_fraction': ('Share of entries each client uploads with --aggregator=topk '
                           'or randk.'),
     'qffl_q': 'q of q-FFL (0 is FedAvg; larger is fairer).',
+    'adaptive_epsilon': ('FedAdam/FedYogi/FedAdagrad: epsilon (tau) of the server '
+                         'optimizer (FedScale\'s tasks: 1e-8, its yogi_tau).'),
+    'adaptive_initial_accumulator': ('Adaptive server optimizers: initial accumulator '
+                                     '(0: adaptive_epsilon squared, Reddi et al.).'),
+    'client_lr_decay': ('Multiply the client learning rate by this every '
+                        'client_lr_decay_rounds rounds (1: constant; FedScale\'s tasks: '
+                        '0.98).'),
+    'client_lr_decay_rounds': 'Rounds between client learning-rate decays.',
+    'min_client_lr': 'Floor of the decayed client learning rate.',
     'oort_exploration': 'Oort: initial exploration share (decays x0.98 to 0.3).',
     'oort_round_percentile': 'Oort: initial percentile of durations preferred.',
     'oort_pacer_step': 'Oort: rounds between pacer updates.',
     'oort_blacklist_rounds': 'Oort: skip clients that trained more often (-1: never).',
+    'oort_clip_bound': ('Oort: utilities are clipped at this quantile (FedScale\'s '
+                        'clip_bound).'),
+    'oort_cut_off_util': ('Oort: exploitation pool = scores >= this x the score at the '
+                          'exploitation length (FedScale\'s cut_off_util).'),
+    'oort_straggler_feedback': ('Oort: stragglers get the round\'s mean utility and '
+                                'count as explored, as in FedScale (false: left as they '
+                                'were).'),
     'checkpoint_every': 'Checkpoint every k rounds (and after the last).',
     'mode': 'sync (rounds) or async (FedBuff: --rounds counts server steps).',
     'max_concurrency': 'async: clients training at once (0: ceil(overcommit x '
@@ -175,6 +194,7 @@ def prepare_output_dir(output_dir: str, config: ml_collections.ConfigDict) -> No
 
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
+  runtime.install_exit_hooks()  # stop TFF workers on exit and SIGTERM
   output_dir, resume = _OUTPUT_DIR.value, _RESUME.value
   try:
     config = resolve_config()
@@ -200,8 +220,7 @@ def main(argv: Sequence[str]) -> None:
     progress.close()
   target = config.target_accuracy or None
   written = reporting.write_report(output_dir, target)
-  print(reporting.format_table(reporting.summary_rows(
-      reporting.read_csv(os.path.join(output_dir, 'metrics.csv')), target)))
+  print(reporting.format_table(reporting.run_summary(output_dir, target)))
   print(f'results in {output_dir}/ (metrics.csv, clients.csv); report: {written}')
 
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Collection
 from typing import Optional
 
+from absl import logging
 import ml_collections
 import tensorflow_federated as tff
 
@@ -19,8 +20,10 @@ from tf_fedscale import checkpoint
 from tf_fedscale import evaluation
 from tf_fedscale import execution
 from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
 from tf_fedscale import population as population_lib
+from tf_fedscale import privacy
 from tf_fedscale import seeding
 from tf_fedscale import simulation
 from tf_fedscale.experiments import config_util
@@ -70,7 +73,8 @@ def build_population(config: ml_collections.ConfigDict,
       client_ids=task.train_data.client_ids,
       num_examples=task.num_train_examples,
       devices=devices, availability=availability,
-      seed=config.seed, mapping=config.client_mapping)
+      seed=config.seed, mapping=config.client_mapping,
+      positions=getattr(task, 'train_positions', None))
 
 
 @dataclasses.dataclass
@@ -81,6 +85,7 @@ class Experiment:
   task: task_base.Task
   population: population_lib.Population
   local_work: local_work_lib.LocalWork
+  start_time_s: float = 0.0  # virtual time of the first round
 
   def build_simulation(self, output_dir: Optional[str]) -> simulation.Driver:
     """The driver of `--mode`: synchronous rounds, or FedBuff server steps."""
@@ -98,7 +103,8 @@ class Experiment:
         payload_bytes=plugins.payload_bytes,
         hooks=plugins.hooks,
         release_managers=(metrics.build_release_managers(output_dir, config.tensorboard)
-                          if output_dir else ()))
+                          if output_dir else ()),
+        start_time_s=self.start_time_s)
     accountant = accounting.LatencyAccountant(
         self.population, clients_per_round=config.clients_per_round,
         deadline_s=config.deadline_s or None, backward_factor=config.backward_factor)
@@ -106,7 +112,9 @@ class Experiment:
       return asynchronous.AsyncSimulation(
           plugins.model_fn,
           tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
-          algorithms.server_optimizer(config.algorithm, config.server_lr),
+          algorithms.server_optimizer(config.algorithm, config.server_lr,
+                                      config.adaptive_epsilon,
+                                      config.adaptive_initial_accumulator or None),
           self.task.train_data, self.population, plugins.selector, accountant,
           self.local_work, async_config(config), aggregator=plugins.aggregator,
           client_log=(asynchronous.client_log(os.path.join(output_dir, ASYNC_UPDATES_FILE))
@@ -138,6 +146,8 @@ class Experiment:
     with execution.from_config(self.config) as pool:
       sim = self.build_simulation(output_dir)
       state = sim.restore(checkpointer) if resume else None
+      if state is not None:
+        restore_privacy_report(sim, output_dir, state.round_num)
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
                       checkpointer, executor=pool)
       if output_dir:
@@ -181,6 +191,25 @@ def async_config(config: ml_collections.ConfigDict) -> asynchronous.AsyncConfig:
       staleness_weighting=config.staleness_weighting)
 
 
+def restore_privacy_report(sim: simulation.Driver, output_dir: str,
+                           round_num: int) -> None:
+  """Replays the `dp_sampling_rate` of rounds 1..round_num from metrics.csv
+  into the run's privacy report, so a resumed run composes the same epsilon."""
+  reports = [h for h in sim.hooks.hooks if isinstance(h, privacy.PrivacyReport)]
+  if not reports:
+    return
+  with open(os.path.join(output_dir, 'metrics.csv'), newline='') as f:
+    rates = {int(row['round']): float(row['dp_sampling_rate'])
+             for row in csv.DictReader(f) if row.get('dp_sampling_rate')}
+  missing = [r for r in range(1, round_num + 1) if r not in rates]
+  if missing:
+    raise config_util.UsageError(
+        f'--resume: {output_dir}/metrics.csv has no dp_sampling_rate for rounds '
+        f'{missing[:5]}, so the epsilon cannot be composed; start a new run.')
+  for report in reports:
+    report.restore(rates[r] for r in range(1, round_num + 1))
+
+
 _LOCAL_WORK = {'local_steps', 'local_epochs'}
 
 
@@ -195,7 +224,36 @@ def apply_task_defaults(config: ml_collections.ConfigDict,
   if explicit & _LOCAL_WORK:   # one amount of local work: the user's choice wins whole
     explicit |= _LOCAL_WORK
   defaults = {k: v for k, v in spec.defaults.items() if k not in explicit}
+  algorithm = defaults.get('algorithm', config.algorithm)
+  if config.mode == 'async' or algorithm not in lr_schedule.DECAYABLE_ALGORITHMS:
+    defaults.pop('client_lr_decay', None)  # they train at a constant rate (README)
   return config_util.apply_overrides(config, defaults)
+
+
+def first_round_time_s(population: population_lib.Population,
+                       clients_per_round: int) -> float:
+  """When the first round starts: the first virtual time at which
+  `clients_per_round` clients are online (logged when later than 0).
+  Availability is a property of time, so only a population smaller than the
+  cohort, or one nobody in which is ever online, is bad input."""
+  if clients_per_round > population.num_clients:
+    raise config_util.UsageError(
+        f'--clients_per_round: {clients_per_round} exceeds the population of '
+        f'{population.num_clients} clients; lower it.')
+  start_s, online = population.first_time_online_s(clients_per_round)
+  if online == 0:
+    raise config_util.UsageError(
+        '--availability_trace: none of the task\'s clients is ever online within the '
+        'trace\'s period; use a trace in which they come online.')
+  if online < clients_per_round:
+    logging.warning('At most %d of %d clients are ever online at once, fewer than '
+                    '--clients_per_round=%d: rounds train fewer clients. The clock '
+                    'starts at %.0f s, when %d first are.', online,
+                    population.num_clients, clients_per_round, start_s, online)
+  elif start_s > 0:
+    logging.info('%d clients are first online at once at virtual time %.0f s; the '
+                 'clock starts there.', clients_per_round, start_s)
+  return start_s
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -209,12 +267,9 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   except (ValueError, FileNotFoundError) as e:
     raise config_util.UsageError(f'--task/--data_dir: {e}') from e
   population = build_population(config, task)
-  online = len(population.online_clients(0.0))
-  if config.clients_per_round > online:
-    raise config_util.UsageError(
-        f'--clients_per_round: {config.clients_per_round} exceeds the {online} of '
-        f'{population.num_clients} clients online at virtual time 0; lower it.')
+  start_time_s = max(first_round_time_s(population, config.clients_per_round),
+                     3600.0 * config.start_time_h)  # --start_time_h: not before
   local_work = local_work_lib.LocalWork(
       batch_size=config.batch_size, local_steps=config.local_steps or None,
       local_epochs=config.local_epochs or None, shuffle_seed=config.seed)
-  return Experiment(config, task, population, local_work)
+  return Experiment(config, task, population, local_work, start_time_s)

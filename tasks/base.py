@@ -2,6 +2,7 @@
 
 import dataclasses
 from collections.abc import Callable
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +16,9 @@ class Task:
   Elements of `train_data` and `test_data` datasets are `(x, y)` pairs, so any
   `tf.keras` model and loss apply. `num_train_examples` is aligned with
   `train_data.client_ids`; the accountant charges compute from it.
+  `train_positions` (aligned too) is each training client's 0-based place in
+  the dataset's own client order before size filtering (None: 0, 1, 2, ...),
+  which `--client_mapping=modulo` numbers clients by, as FedScale does.
   """
 
   name: str
@@ -24,6 +28,7 @@ class Task:
   keras_model_fn: Callable[[], tf.keras.Model]
   loss_fn: Callable[[], tf.keras.losses.Loss]
   metrics_fn: Callable[[], list[tf.keras.metrics.Metric]]
+  train_positions: Optional[np.ndarray] = None
 
   def model_fn(self) -> Callable[[], tff.learning.models.VariableModel]:
     """A no-arg TFF model constructor for batched `(x, y)` elements."""

@@ -50,4 +50,5 @@ def make_task(name: str, source: sources.FederatedSource, train_fn: ElementFn,
   return base.Task(
       name=name, train_data=train, test_data=test,
       num_train_examples=np.asarray(counts, np.int64),
-      keras_model_fn=keras_model_fn, loss_fn=loss_fn, metrics_fn=metrics_fn)
+      keras_model_fn=keras_model_fn, loss_fn=loss_fn, metrics_fn=metrics_fn,
+      train_positions=source.train.positions)

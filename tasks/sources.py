@@ -17,8 +17,9 @@ class ClientSplit:
   """One split of a federated dataset, read from a SQLite store.
 
   `client_ids` keep the source's first-appearance order; `num_examples` is
-  aligned with them. Elements of `client_data` are `parse(serialized proto)`,
-  dicts of raw features.
+  aligned with them, and so is `positions`, each client's 0-based place in
+  that order before any filtering (FedScale numbers clients by it). Elements
+  of `client_data` are `parse(serialized proto)`, dicts of raw features.
   """
 
   path: str
@@ -26,6 +27,11 @@ class ClientSplit:
   client_ids: tuple[str, ...]
   num_examples: np.ndarray
   parse: Callable[[tf.Tensor], Any]
+  positions: Optional[np.ndarray] = None  # None: 0, 1, 2, ... (unfiltered)
+
+  def __post_init__(self):
+    if self.positions is None:
+      object.__setattr__(self, 'positions', np.arange(len(self.client_ids)))
 
   def __len__(self) -> int:
     return len(self.client_ids)
@@ -42,7 +48,7 @@ class ClientSplit:
     mask = np.asarray(mask, bool)
     return dataclasses.replace(
         self, client_ids=tuple(c for c, k in zip(self.client_ids, mask) if k),
-        num_examples=self.num_examples[mask])
+        num_examples=self.num_examples[mask], positions=self.positions[mask])
 
   def filter_sizes(self, min_samples: int = 1, max_samples: int = 0) -> 'ClientSplit':
     """Clients holding [min_samples, max_samples] examples (max 0: no bound)."""

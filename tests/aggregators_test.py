@@ -1,12 +1,8 @@
 """Tests for tf_fedscale.aggregators: DP noise and epsilon, compression, the upload size."""
 
-import csv
-import os
-import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
-import dp_accounting
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -17,7 +13,6 @@ from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import availability
 from tf_fedscale import local_work as local_work_lib
-from tf_fedscale import metrics
 from tf_fedscale import payload
 from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
@@ -60,25 +55,6 @@ class PrivacyTest(absltest.TestCase):
     small = np.array([0, 0.5, 0, 0], np.float32)
     result = _aggregate(agg.factory, [big, small], [100.0, 1.0])
     np.testing.assert_allclose(result, [0.5, 0.25, 0, 0], atol=1e-6)  # (clip + small) / 2
-
-  def test_epsilon_matches_dp_accounting(self):
-    z, q, delta = 1.1, 0.01, 1e-5
-    for rounds in (1, 10, 100):
-      accountant = dp_accounting.rdp.RdpAccountant(aggregators.RDP_ORDERS)
-      accountant.compose(dp_accounting.SelfComposedDpEvent(
-          dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)),
-          rounds))
-      self.assertAlmostEqual(aggregators.dp_epsilon(z, q, rounds, delta),
-                             accountant.get_epsilon(delta), places=9)
-    eps = [aggregators.dp_epsilon(z, q, r, delta) for r in (1, 10, 100)]
-    self.assertEqual(eps, sorted(eps))
-    # RDP is an upper bound of the tighter PLD accounting.
-    pld = dp_accounting.pld.PLDAccountant()
-    pld.compose(dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), 100))
-    self.assertBetween(pld.get_epsilon(delta), 0.5 * eps[-1], eps[-1])
-    self.assertEqual(aggregators.dp_epsilon(z, q, 0, delta), 0.0)
-    self.assertEqual(aggregators.dp_epsilon(0.0, q, 3, delta), float('inf'))
 
 
 class CompressionTest(absltest.TestCase):
@@ -140,18 +116,15 @@ class SimulationChargesTest(absltest.TestCase):
         population_lib.DeviceProfiles.uniform(n, 1.0, 1e5, 1.0),
         availability.AvailabilityTrace.always(n), seed=0)
 
-  def _simulate(self, agg, output_dir=None, hooks=()):
+  def _simulate(self, agg):
     model_fn = self.task.model_fn()
     process = agg.prepare_process(algorithms.build_process(
         'fedavg', model_fn, 0.1, 1.0, model_aggregator=agg.factory))
     sim = simulation.Simulation(
         process, self.task.train_data, self.pop, selection.UniformSelector(3),
         accounting.LatencyAccountant(self.pop, clients_per_round=3), self.work, seed=0,
-        payload_bytes=algorithms.payload_bytes('fedavg', model_fn, agg.upload_nbytes),
-        release_managers=metrics.build_release_managers(output_dir) if output_dir else (),
-        hooks=hooks)
+        payload_bytes=algorithms.payload_bytes('fedavg', model_fn, agg.upload_nbytes))
     _, result = sim.run_round(sim.initialize())
-    sim.publish(1, result)
     return result.metrics
 
   def test_accountant_charges_the_encoded_upload(self):
@@ -167,17 +140,6 @@ class SimulationChargesTest(absltest.TestCase):
     saved_s = (plain['bytes_up'] / 3 - per_client) * 8 / 1000
     self.assertAlmostEqual(plain['round_duration_s'] - record['round_duration_s'],
                            saved_s, places=6)
-
-  def test_epsilon_column_per_round(self):
-    output_dir = self.enterContext(tempfile.TemporaryDirectory())
-    agg = aggregators.build_aggregator('dp', clients_per_round=3, noise_multiplier=1.0)
-    report = aggregators.PrivacyReport(1.0, 3, 20, 1e-5)
-    self._simulate(agg, output_dir, hooks=[report])
-    with open(os.path.join(output_dir, 'metrics.csv')) as f:
-      (row,) = list(csv.DictReader(f))
-    self.assertAlmostEqual(float(row['epsilon']),
-                           aggregators.dp_epsilon(1.0, 3 / 20, 1, 1e-5), places=6)
-    self.assertEqual(float(row['dp_delta']), 1e-5)
 
 
 class EveryAggregatorTest(parameterized.TestCase):

@@ -138,5 +138,39 @@ class AlgorithmsTest(parameterized.TestCase):
       qffl.build_qffl(self.task.model_fn(), 0.1, q=-1.0)
 
 
+class ServerOptimizerTest(absltest.TestCase):
+
+  def _steps(self, optimizer, grads):
+    weights = tf.constant([1.0, -2.0])
+    state = optimizer.initialize(tf.TensorSpec([2], tf.float32))
+    out = []
+    for g in grads:
+      state, weights = optimizer.next(state, weights, tf.constant(g))
+      out.append(weights.numpy())
+    return out
+
+  def test_fedscale_yogi_tau(self):
+    # FedScale's yogi.py, by hand (tau 1e-8 for v_0 and the denominator,
+    # beta 0.9 / 0.99, eta 3e-3): v_1 = tau - 0.01 g^2 sign(tau - g^2),
+    # w_1 = w_0 - eta (0.1 g) / (sqrt(v_1) + tau).
+    tau, eta, g = 1e-8, 3e-3, np.array([0.5, -0.2])
+    v1 = tau - 0.01 * g ** 2 * np.sign(tau - g ** 2)
+    fedscale_w1 = np.array([1.0, -2.0]) - eta * 0.1 * g / (np.sqrt(v1) + tau)
+    opt = algorithms.server_optimizer('fedyogi', eta, algorithms.FEDSCALE_YOGI_TAU,
+                                      algorithms.FEDSCALE_YOGI_TAU)
+    (w1,) = self._steps(opt, [g.astype(np.float32)])
+    # TFF's bias correction sqrt(1 - 0.99^t) / (1 - 0.9^t) is exactly 1 at t = 1.
+    np.testing.assert_allclose(w1, fedscale_w1, rtol=1e-5)
+
+  def test_reddi_tau_is_the_default(self):
+    # Reddi et al.: tau 1e-3, accumulator tau^2: v_1 = 1e-6 + 0.01 g^2.
+    g = np.array([0.5, -0.2])
+    v1 = 1e-6 + 0.01 * g ** 2
+    want = np.array([1.0, -2.0]) - 0.01 * 0.1 * g / (np.sqrt(v1) + 1e-3)
+    (w1,) = self._steps(algorithms.server_optimizer('fedyogi', 0.01),
+                        [g.astype(np.float32)])
+    np.testing.assert_allclose(w1, want, rtol=1e-5)
+
+
 if __name__ == '__main__':
   absltest.main()

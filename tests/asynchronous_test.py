@@ -19,6 +19,7 @@ from tf_fedscale import feedback
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import oort
 from tf_fedscale import population as population_lib
+from tf_fedscale import privacy
 from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
@@ -218,13 +219,16 @@ class AsynchronousTest(absltest.TestCase):
   def test_dp_noise_and_epsilon_in_async_mode(self):
     agg = aggregators.build_aggregator('dp', clients_per_round=2, noise_multiplier=1.0,
                                        clip_norm=0.1)
-    sim = self._async(_population(self.task, np.full(20, 5.0)), selection.UniformSelector(2),
+    pop = _population(self.task, np.full(20, 5.0))
+    sim = self._async(pop, selection.UniformSelector(2),
                       asynchronous.AsyncConfig(2, 2, max_staleness=1), aggregator=agg,
-                      hooks=[aggregators.PrivacyReport(1.0, 2, 20, 1e-5)])
+                      hooks=[privacy.PrivacyReport(1.0, 2, pop, 1e-5, True)])
     records = []
     state = sim.run(sim.initialize(), 2, records.append)
-    self.assertAlmostEqual(records[2]['epsilon'],
-                           aggregators.dp_epsilon(1.0, 2 / 20, 2, 1e-5), places=6)
+    self.assertAlmostEqual(records[2]['epsilon_uniform'],
+                           privacy.dp_epsilon(1.0, 2 / 20, 2, 1e-5), places=6)
+    self.assertGreater(records[2]['epsilon'], records[1]['epsilon'])
+    self.assertGreater(records[1]['epsilon'], 0.0)
     self.assertTrue(all(np.isfinite(w).all() for w in state.process_state['trainable']))
     # The upload is what the aggregator sends.
     self.assertEqual(records[1]['bytes_up'],

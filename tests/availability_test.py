@@ -54,6 +54,15 @@ class AvailabilityTest(absltest.TestCase):
     self.assertEqual(trace.online_until_s([0], WEEK - 1800)[0], WEEK + 7200)
     self.assertEqual(trace.online_until_s([0], WEEK + 100)[0], WEEK + 7200)
 
+  def test_whole_period_slot_never_ends(self):
+    # One slot [0, period): online at every instant, so it never leaves.
+    trace = _trace([[(0, WEEK)], [(0, 100), (100, WEEK)], [(0, WEEK - 1)]])
+    until = trace.online_until_s([0, 1, 2], 2 * WEEK - 5)
+    self.assertTrue(np.isinf(until[0]))
+    self.assertTrue(np.isinf(until[1]))  # two adjacent slots covering the period
+    self.assertEqual(until[2], 2 * WEEK - 1)
+    np.testing.assert_array_equal(trace.online_s_per_period(), [WEEK, WEEK, WEEK - 1])
+
   def test_always_online(self):
     trace = availability.AvailabilityTrace.always(3)
     self.assertTrue(trace.is_online(np.arange(3), 12345.0).all())

@@ -8,7 +8,7 @@ import uuid
 
 from absl.testing import absltest
 
-from tf_fedscale import runtime
+from tests import cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ('workload', 'what', 'clients_per_round', 'round', 'seconds')
@@ -52,7 +52,7 @@ class BenchmarkTest(absltest.TestCase):
     for key in ('tf_fedscale_over_pure_tf', 'raw_tff_over_pure_tf',
                 'tf_fedscale_over_raw_tff', 'rss_growth'):
       self.assertIn(key, summary)
-    self.assertEmpty(runtime.worker_pids_with_env(marker))
+    self.assertEmpty(cases.worker_pids_with_env(marker))
 
   def test_population(self):
     result, lines = _benchmark('--workload=population', '--population=20000',

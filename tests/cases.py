@@ -2,10 +2,10 @@
 
 - `TaskRoundTestCase`: a managed TFF worker per class, a temporary data root,
   task building, and the "training lowers the loss" checks;
-- `SharedDataTestCase`: the real files of ../shared/datasets, skipping cleanly
-  when they are absent (e.g. under bazel's sandbox);
+- `SharedDataTestCase`: the real files of ../shared/datasets; when they are absent
+  the test skips, or FAILS where $TF_FEDSCALE_REQUIRE_SHARED_DATA is set (CI);
 - `NoWorkerLeftTestCase`: marks the workers a test starts and fails the test if
-  any outlives it;
+  any outlives it (`worker_pids_with_env` finds them);
 - `tiny_fedavg_simulation`: FedAvg on 40 tiny Synthetic clients, for tests of
   where and how rounds execute.
 """
@@ -28,15 +28,41 @@ from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
-from tf_fedscale.tasks import fixtures
 from tf_fedscale.tasks import registry
 from tf_fedscale.tasks import synthetic
+from tests import fixtures
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASETS = os.path.join(REPO_ROOT, '..', 'shared', 'datasets')
+# Beside the checkout; under bazel, the `shared` repository of WORKSPACE puts the
+# datasets a test declares as data at the same relative place in its runfiles.
+SHARED = os.path.join(REPO_ROOT, '..', 'shared')
+DATASETS = os.path.join(SHARED, 'datasets')
+REQUIRE_SHARED_DATA_ENV = 'TF_FEDSCALE_REQUIRE_SHARED_DATA'  # set by .ci/run
 # Workers inherit the environment, so this variable identifies a test's workers.
 MARKER_ENV = 'TF_FEDSCALE_TEST_MARKER'
+
+
+def worker_pids_with_env(marker: str) -> list[int]:
+  """Pids of live worker binaries whose environment contains `marker`.
+
+  Tests give a run a unique environment variable and use this to prove that no
+  worker it started survives it.
+  """
+  pids = []
+  for entry in os.listdir('/proc'):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f'/proc/{entry}/cmdline', 'rb') as f:
+        if b'worker_binary' not in f.read():
+          continue
+      with open(f'/proc/{entry}/environ', 'rb') as f:
+        if marker.encode() in f.read():
+          pids.append(int(entry))
+    except OSError:
+      continue
+  return pids
 
 
 class TaskRoundTestCase(absltest.TestCase):
@@ -84,7 +110,8 @@ class TaskRoundTestCase(absltest.TestCase):
 
 
 class SharedDataTestCase(absltest.TestCase):
-  """`self.dataset(name)`: the path of a ../shared dataset, or a skip."""
+  """`self.dataset(name)`: the path of a ../shared dataset; a skip when it is
+  absent, a failure when $TF_FEDSCALE_REQUIRE_SHARED_DATA is set."""
 
   def setUp(self):
     super().setUp()
@@ -93,6 +120,9 @@ class SharedDataTestCase(absltest.TestCase):
   def dataset(self, name: str) -> str:
     path = os.path.join(DATASETS, name)
     if not os.path.isfile(os.path.join(path, 'SOURCE.md')):
+      if os.environ.get(REQUIRE_SHARED_DATA_ENV):
+        self.fail(f'{path} is not available, and ${REQUIRE_SHARED_DATA_ENV} requires it '
+                  '(under bazel: is it in the test\'s data, @shared//:<dataset>?)')
       self.skipTest(f'{path} is not available')
     return path
 
@@ -108,9 +138,9 @@ class NoWorkerLeftTestCase(absltest.TestCase):
 
   def tearDown(self):
     deadline = time.monotonic() + 10
-    while runtime.worker_pids_with_env(self.marker) and time.monotonic() < deadline:
+    while worker_pids_with_env(self.marker) and time.monotonic() < deadline:
       time.sleep(0.1)
-    self.assertEmpty(runtime.worker_pids_with_env(self.marker),
+    self.assertEmpty(worker_pids_with_env(self.marker),
                      'a worker outlived its test')
     del os.environ[MARKER_ENV]
     super().tearDown()

@@ -62,6 +62,45 @@ class OortScoresTest(absltest.TestCase):
     np.testing.assert_allclose(self.oort.duration_s[:4], [10.0, 20.0, 30.0, 40.0])
     self.assertTrue(np.isnan(self.oort.duration_s[4]))
 
+  def test_utility_counts_distinct_examples_only(self):
+    # Steps mode: 5 steps x batch 20 = 100 examples processed by everyone.
+    # Client 4 holds 50 examples, client 5 holds 10: |B| = min(n, 100).
+    self.oort.select(2, 0.0, self.pop, np.random.default_rng(0))
+    self.oort.observe(2, _feedback(
+        2, [1, 4, 5], durations=[1.0, 1.0, 1.0],
+        loss_sq_sum=[100 * 4.0, 100 * 9.0, 100 * 1.0], loss_count=[100.0] * 3))
+    # By hand: 100 * sqrt(4) = 200, 50 * sqrt(9) = 150, 10 * sqrt(1) = 10.
+    np.testing.assert_allclose(self.oort.utility[[1, 4, 5]], [200.0, 150.0, 10.0])
+
+  def test_stragglers_get_the_round_mean_utility(self):
+    # FedScale's round_completion_handler: stragglers get the mean utility of
+    # the round's finishers, the round as time stamp, and one more count.
+    self.oort.select(2, 0.0, self.pop, np.random.default_rng(0))
+    self.oort.observe(2, _feedback(
+        2, [4, 5, 0], durations=[1.0, 5.0, 9.0],
+        loss_sq_sum=[50 * 4.0, 0.0, np.nan], loss_count=[50.0, 10.0, 0.0],
+        status=[0, 0, accounting.Status.STRAGGLER]))
+    # Finishers: 50 * 2 = 100 and 10 * 0 = 0: mean 50.
+    self.assertAlmostEqual(self.oort.utility[0], 50.0)
+    self.assertEqual(self.oort.count[0], 2)
+    self.assertEqual(self.oort.last_round[0], 2)
+    self.assertEqual(self.oort.duration_s[0], 9.0)
+
+  def test_straggler_feedback_off_leaves_them_as_they_were(self):
+    selector = oort.OortSelector(2, straggler_feedback=False)
+    selector.select(1, 0.0, self.pop, np.random.default_rng(0))
+    selector.observe(1, _feedback(
+        1, [0, 1], durations=[1.0, 2.0], loss_sq_sum=[4.0, np.nan],
+        loss_count=[1.0, 0.0], status=[0, accounting.Status.STRAGGLER]))
+    np.testing.assert_array_equal(selector.count[:2], [1, 0])
+    self.assertEqual(selector.utility[1], 0.0)
+
+  def test_defaults_are_fedscales(self):
+    # FedScale's config_parser.py: --clip_bound 0.9, --cut_off_util 0.05.
+    selector = oort.OortSelector(1)
+    self.assertEqual((selector.clip_bound, selector.cut_off_util), (0.9, 0.05))
+    self.assertTrue(selector.straggler_feedback)
+
   def test_exploitation_scores_by_hand(self):
     self.oort.preferred_duration_s = 15.0
     self.oort.clip_bound = 0.5
@@ -167,12 +206,22 @@ class OortSelectTest(absltest.TestCase):
     self.assertGreater(counts[0], 200)
     self.assertLess(counts[1], 5)
 
+  def test_exploration_prior_is_distinct_examples(self):
+    # Steps mode processes 100 examples each; FedScale registers
+    # min(n, local_steps x batch): 10, 50, 100, 100.
+    pop = _population([10, 50, 100, 400])
+    selector = oort.OortSelector(1, exploration=1.0, round_percentile=100.0)
+    selector.bind(lambda c: np.ones(len(c)), lambda c: np.full(len(c), 100))
+    np.testing.assert_array_equal(selector._samples(pop, np.arange(4)),
+                                  [10.0, 50.0, 100.0, 100.0])
+
   def test_exploits_high_utility_clients(self):
     pop = _population(np.full(100, 100))
     selector = oort.OortSelector(5, exploration=0.0, exploration_min=0.0)
     selector.select(1, 0.0, pop, np.random.default_rng(0))
     clients = np.arange(100)
-    losses = np.where(clients < 5, 100.0, 1.0)  # 0-4: large losses
+    # 0-19: large losses (more than the 10% that the 0.9 clip bound flattens).
+    losses = np.where(clients < 20, 100.0, 1.0)
     selector.observe(1, _feedback(1, clients, np.ones(100), losses, np.ones(100)))
     counts = np.zeros(100)
     for seed in range(200):
@@ -182,7 +231,7 @@ class OortSelectTest(absltest.TestCase):
       counts[picked] += 1
     # Scores ~1 + b vs ~0 + b with staleness bonus b = sqrt(0.1 ln 2): the
     # high-utility clients are picked about 4.8x as often as the others.
-    ratio = counts[:5].mean() / counts[5:].mean()
+    ratio = counts[:20].mean() / counts[20:].mean()
     self.assertBetween(ratio, 3.5, 6.5)
 
   def test_picks_distinct_online_clients(self):

@@ -52,7 +52,7 @@ class RemoteTest(absltest.TestCase):
       if server.poll() is None:
         server.kill()
       server.wait()
-    self.assertEmpty(runtime.worker_pids_with_env(self.marker),
+    self.assertEmpty(cases.worker_pids_with_env(self.marker),
                      'a worker outlived its test')
     super().tearDown()
 

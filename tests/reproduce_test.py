@@ -6,7 +6,10 @@ import subprocess
 import sys
 import tempfile
 
+from absl import flags
 from absl.testing import absltest
+
+from tf_fedscale.experiments import reproduce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,6 +54,32 @@ class ReproduceTest(absltest.TestCase):
     self.assertEqual(error_lines, ["error: --set: 'no_such_key' is not a config key."])
     self.assertNotIn('Traceback', result.stderr)
     self.assertFalse(os.path.exists(out))
+
+
+class VariantConfigTest(absltest.TestCase):
+
+  def _config(self, experiment, variant, *args):
+    flags.FLAGS(['reproduce', '--task=femnist', *args])
+    try:
+      exp = reproduce.EXPERIMENTS[experiment]
+      return reproduce.variant_config(exp, exp.variants[variant],
+                                      reproduce._parse_set(flags.FLAGS.set))
+    finally:
+      flags.FLAGS.unparse_flags()
+
+  def test_variants_keep_the_tasks_published_settings(self):
+    config = self._config('d', 'Oort')
+    # FedScale's femnist: 50 per round, 5 steps of 20, lr 0.05 decaying, >= 21.
+    self.assertEqual((config.clients_per_round, config.local_steps, config.batch_size,
+                      config.client_lr, config.client_lr_decay, config.min_samples),
+                     (50, 5, 20, 0.05, 0.98, 21))
+    self.assertEqual((config.selector, config.eval_every, config.rounds), ('oort', 3, 60))
+    # A variant's own setting wins, and --set wins over everything.
+    self.assertEqual(self._config('b', '10 per round').clients_per_round, 10)
+    self.assertEqual(self._config('d', 'Oort', '--set=clients_per_round=20')
+                     .clients_per_round, 20)
+    # FedBuff and FedProx train at a constant client rate.
+    self.assertEqual(self._config('c', 'FedProx (mu=1)').client_lr_decay, 1.0)
 
 
 if __name__ == '__main__':

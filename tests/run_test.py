@@ -12,7 +12,7 @@ import uuid
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from tf_fedscale import runtime
+from tests import cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ['--rounds=2', '--clients_per_round=5', '--eval_every=1',
@@ -109,16 +109,16 @@ class RunTest(parameterized.TestCase):
       for line in proc.stdout:
         if line.startswith('round    1/'):
           break
-      self.assertTrue(runtime.worker_pids_with_env(marker), 'no worker started')
+      self.assertTrue(cases.worker_pids_with_env(marker), 'no worker started')
       proc.send_signal(signum)
       proc.wait(timeout=60)
     finally:
       proc.kill()
       proc.wait()
     deadline = time.monotonic() + 10
-    while runtime.worker_pids_with_env(marker) and time.monotonic() < deadline:
+    while cases.worker_pids_with_env(marker) and time.monotonic() < deadline:
       time.sleep(0.1)
-    self.assertEmpty(runtime.worker_pids_with_env(marker))
+    self.assertEmpty(cases.worker_pids_with_env(marker))
 
 
 if __name__ == '__main__':

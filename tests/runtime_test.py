@@ -1,17 +1,21 @@
 """Tests for tf_fedscale.runtime: managed workers serve TFF and always stop."""
 
+import atexit
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+from unittest import mock
 
 from absl.testing import absltest
 import tensorflow as tf
 import tensorflow_federated as tff
 
 from tf_fedscale import runtime
+from tests import cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,9 +48,63 @@ class RuntimeTest(absltest.TestCase):
                             capture_output=True, text=True, timeout=300)
     self.assertIn('ready', result.stdout, result.stderr[-2000:])
     deadline = time.monotonic() + 10
-    while runtime.worker_pids_with_env(marker) and time.monotonic() < deadline:
+    while cases.worker_pids_with_env(marker) and time.monotonic() < deadline:
       time.sleep(0.1)
-    self.assertEmpty(runtime.worker_pids_with_env(marker))
+    self.assertEmpty(cases.worker_pids_with_env(marker))
+
+  def test_import_changes_no_process_wide_state(self):
+    script = textwrap.dedent("""
+        import atexit, importlib, pkgutil, signal, sys
+        calls = []
+        def recorder(real):
+          def record(*args, **kwargs):
+            calls.append(sys._getframe(1).f_globals.get('__name__', '?'))
+            return real(*args, **kwargs)
+          return record
+        atexit.register = recorder(atexit.register)
+        signal.signal = recorder(signal.signal)
+        import tf_fedscale
+        modules = [info.name for info in pkgutil.iter_modules(tf_fedscale.__path__[:1])]
+        for name in modules:
+          if name != 'worker':  # a binary: its flags are its own business
+            importlib.import_module('tf_fedscale.' + name)
+        print(len(modules), 'modules; handlers set by:',
+              sorted({c for c in calls if c.startswith('tf_fedscale')}))
+        """)
+    result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    self.assertRegex(result.stdout, r'[1-9]\d modules; handlers set by: \[\]',
+                     result.stderr[-2000:])
+
+  def test_exit_hooks_hold_only_while_entered(self):
+    original = signal.getsignal(signal.SIGTERM)
+    with mock.patch.object(atexit, 'register') as register, \
+         mock.patch.object(atexit, 'unregister') as unregister:
+      with runtime.exit_hooks():
+        with runtime.exit_hooks():
+          self.assertIsNot(signal.getsignal(signal.SIGTERM), original)
+        self.assertIsNot(signal.getsignal(signal.SIGTERM), original)
+        unregister.assert_not_called()
+      self.assertIs(signal.getsignal(signal.SIGTERM), original)
+    self.assertEqual(register.call_count, 1)
+    self.assertEqual(unregister.call_args_list, [mock.call(register.call_args[0][0])])
+
+  def test_exit_hooks_keep_a_handler_the_program_set(self):
+    def handler(signum, frame):
+      del signum, frame
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+      with runtime.exit_hooks():
+        self.assertIs(signal.getsignal(signal.SIGTERM), handler)
+      self.assertIs(signal.getsignal(signal.SIGTERM), handler)
+    finally:
+      signal.signal(signal.SIGTERM, previous)
+
+  def test_local_context_restores_the_handlers(self):
+    original = signal.getsignal(signal.SIGTERM)
+    with runtime.local_context():
+      self.assertIsNot(signal.getsignal(signal.SIGTERM), original)
+    self.assertIs(signal.getsignal(signal.SIGTERM), original)
 
   def test_rejects_zero_workers(self):
     with self.assertRaisesRegex(ValueError, 'num_workers must be >= 1, got 0'):

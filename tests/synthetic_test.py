@@ -44,6 +44,15 @@ class SyntheticTest(absltest.TestCase):
     tops = {int(np.argmax(h)) for h in histograms}
     self.assertGreater(len(tops), 2)
 
+  def test_shared_model_is_one_labelling_model(self):
+    for shared, same in ((True, True), (False, False)):
+      w0, b0 = synthetic.labelling_model(0, 3, 0.5, shared)
+      w7, b7 = synthetic.labelling_model(7, 3, 0.5, shared)
+      self.assertEqual(np.array_equal(w0, w7) and np.array_equal(b0, b7), same)
+    task = synthetic.build(num_clients=8, seed=3, shared_model=True)
+    w, b = synthetic.labelling_model(7, 3, 0.5, True)
+    x, y = zip(*_pairs(task.train_data, '7'))
+    np.testing.assert_array_equal(np.argmax(np.stack(x) @ w.numpy() + b.numpy(), axis=1), y)
 
 if __name__ == '__main__':
   absltest.main()

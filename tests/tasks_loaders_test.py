@@ -13,13 +13,13 @@ import tensorflow as tf
 
 from tf_fedscale.tasks import audio
 from tf_fedscale.tasks import fedscale_csv
-from tf_fedscale.tasks import fixtures
 from tf_fedscale.tasks import leaf
 from tf_fedscale.tasks import partition
 from tf_fedscale.tasks import sources
 from tf_fedscale.tasks import storage
 from tf_fedscale.tasks import tfds_source
 from tf_fedscale.tasks import tff_sqlite
+from tests import fixtures
 
 
 def _elements(split: sources.ClientSplit, client_id: str) -> list:
@@ -74,6 +74,8 @@ class StorageTest(LoaderTestCase):
     split = sources.open_split(path, 'train', storage.build_parser(storage.read_schema(path)))
     self.assertEqual(split.filter_sizes(3, 0).client_ids, ('b', 'c'))
     self.assertEqual(split.filter_sizes(1, 5).client_ids, ('a', 'b'))
+    # Places before filtering survive it (FedScale's client numbering).
+    self.assertEqual(split.filter_sizes(3, 0).positions.tolist(), [1, 2])
     source = sources.FederatedSource(split, split)
     with self.assertRaisesRegex(ValueError, 'min_samples'):
       source.filter_train(10, 0)

@@ -1,7 +1,8 @@
 """Loads the real federated files of ../shared/datasets through the matching
 loaders and checks client and sample counts against each SOURCE.md.
 
-Skips cleanly when ../shared is absent (e.g. under bazel's sandbox).
+Skips when ../shared is absent, and fails then where $TF_FEDSCALE_REQUIRE_SHARED_DATA
+is set (CI); under bazel the datasets are this test's data (@shared, see WORKSPACE).
 """
 
 import json

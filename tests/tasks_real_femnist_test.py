@@ -3,7 +3,8 @@ fixture) through the LEAF loader and the femnist task, and checks the counts
 against SOURCE.md (Shakespeare, Sent140, CelebA, Vehicle Sensor and Speech
 Commands are in tasks_real_data_test.py).
 
-Skips cleanly when ../shared is absent (e.g. under bazel's sandbox).
+Skips when ../shared is absent, and fails then where $TF_FEDSCALE_REQUIRE_SHARED_DATA
+is set (CI); under bazel the datasets are this test's data (@shared, see WORKSPACE).
 """
 
 

@@ -25,7 +25,7 @@ class OptionsTest(absltest.TestCase):
                      ('dirichlet', 0.3, 32))
     self.assertEqual(options['num_clients'], 500)   # untouched default
     self.assertEqual(registry.parse_options('synthetic', ''),
-                     {'num_clients': 1000, 'alpha': 0.5, 'beta': 0.5})
+                     {'num_clients': 1000, 'alpha': 0.5, 'beta': 0.5, 'shared_model': False})
 
   def test_bad_options(self):
     with self.assertRaisesRegex(ValueError, "unknown option 'colour=red'.*crop"):
@@ -106,6 +106,24 @@ class TaskDefaultsTest(absltest.TestCase):
     self.assertEqual((epochs.local_steps, epochs.local_epochs, epochs.batch_size), (0, 2, 20))
     unknown = config_util.apply_overrides(base, {'task': 'nope'})
     self.assertEqual(setup.apply_task_defaults(unknown, set()).to_dict(), unknown.to_dict())
+
+  def test_fedscale_tasks_decay_the_client_rate_and_use_its_yogi_tau(self):
+    # FedScale's config_parser.py: decay_factor 0.98, decay_round 10,
+    # min_learning_rate 5e-5, yogi_tau 1e-8; TFF's tasks keep Reddi et al.'s.
+    base = default_config.get_config()
+    resolved = lambda **kv: setup.apply_task_defaults(
+        config_util.apply_overrides(base, kv), set(kv))
+    speech = resolved(task='google_speech')
+    self.assertEqual((speech.client_lr_decay, speech.client_lr_decay_rounds,
+                      speech.min_client_lr), (0.98, 10, 5e-5))
+    self.assertEqual((speech.adaptive_epsilon, speech.adaptive_initial_accumulator),
+                     (1e-8, 1e-8))
+    cifar = resolved(task='cifar100')
+    self.assertEqual((cifar.client_lr_decay, cifar.adaptive_epsilon), (1.0, 1e-3))
+    # Constant-rate modes and algorithms do not inherit the decay.
+    self.assertEqual(resolved(task='femnist', mode='async').client_lr_decay, 1.0)
+    self.assertEqual(resolved(task='femnist', algorithm='fedprox').client_lr_decay, 1.0)
+    self.assertEqual(resolved(task='femnist').client_lr_decay, 0.98)
 
   def test_run_applies_defaults_under_flags(self):
     from tf_fedscale.experiments import run  # pylint: disable=g-import-not-at-top

@@ -8,8 +8,8 @@ import os
 from absl.testing import absltest
 import tensorflow as tf
 
-from tf_fedscale.tasks import fixtures
 from tests import cases
+from tests import fixtures
 
 
 class OpenImageRoundTest(cases.TaskRoundTestCase):

@@ -8,9 +8,9 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tf_fedscale.tasks import fixtures
 from tf_fedscale.tasks import reddit
 from tests import cases
+from tests import fixtures
 
 
 class RedditTest(cases.TaskRoundTestCase):

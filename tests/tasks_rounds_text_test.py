@@ -8,8 +8,8 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tf_fedscale.tasks import fixtures
 from tests import cases
+from tests import fixtures
 
 
 class TextRoundTest(cases.TaskRoundTestCase):

@@ -12,8 +12,8 @@ from scipy.spatial import distance
 import tensorflow as tf
 
 from tf_fedscale.experiments import dataset_stats
-from tf_fedscale.tasks import fixtures
 from tf_fedscale.tasks import registry
+from tests import fixtures
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

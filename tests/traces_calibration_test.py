@@ -1,5 +1,5 @@
-"""Checks traces/calibrated.py against the FLASH files in ../shared (skips
-cleanly when ../shared is absent): the closed-form fits reproduce the committed
+"""Checks traces/calibrated.py against the FLASH files in ../shared (skipped when
+they are absent, failed then in CI, see cases.SharedDataTestCase): the closed-form fits reproduce the committed
 numbers, and the generator with them matches the data.
 
 Tolerances: refitted compute and network parameters equal the committed ones to
@@ -18,18 +18,17 @@ from tf_fedscale.traces import calibrate
 from tf_fedscale.traces import calibrated
 from tf_fedscale.traces import default
 from tf_fedscale.traces import stats
+from tests import cases
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(ROOT, '..', 'shared')
+SHARED = cases.SHARED
 
 
-class CalibrationTest(absltest.TestCase):
+class CalibrationTest(cases.SharedDataTestCase):
 
   def setUp(self):
     super().setUp()
-    if not os.path.isdir(os.path.join(SHARED, calibrate.FLASH)) or not os.path.isdir(
-        os.path.join(SHARED, calibrate.AGGREGATES)):
-      self.skipTest(f'{SHARED} (FLASH data) is not available')
+    for folder in (calibrate.FLASH, calibrate.AGGREGATES):
+      self.dataset(os.path.basename(folder))
 
   def assertMatchesCommitted(self, fitted: dict):
     for name, value in fitted.items():

@@ -57,6 +57,17 @@ class TraceFlagsTest(absltest.TestCase):
     np.testing.assert_array_equal(population.compute_ms_per_sample(np.arange(10)),
                                   devices.compute_ms_per_sample[(np.arange(10) + 1) % 7])
 
+  def test_modulo_follows_the_unfiltered_numbering(self):
+    task = _task(3)
+    task.train_positions = np.array([1, 2, 5])  # places before --min_samples
+    devices = default.generate_devices(4, seed=5)
+    formats.write_devices(devices, os.path.join(self.dir, 'd.csv'))
+    population = setup.build_population(
+        _config(device_trace=os.path.join(self.dir, 'd.csv'), client_mapping='modulo'),
+        task)
+    # Clients 2, 3, 6 (1-based) take rows 2, 3, 6 % 4 = 2.
+    np.testing.assert_array_equal(population.device_row, [2, 3, 2])
+
   def test_fedscale_pickle(self):
     path = os.path.join(self.dir, 'client_device_capacity')
     with open(path, 'wb') as f:
@@ -67,6 +78,41 @@ class TraceFlagsTest(absltest.TestCase):
     # FedScale: client k (1-based) -> capacity[k % 5].
     np.testing.assert_array_equal(population.compute_ms_per_sample(np.arange(4)),
                                   [1.0, 2.0, 3.0, 4.0])
+
+  def _behave_trace(self, entries):
+    path = os.path.join(self.dir, 'client_behave_trace')
+    with open(path, 'wb') as f:
+      pickle.dump({k: {'active': a, 'inactive': b, 'finish_time': 1000,
+                       'duration': 0, 'model': 'x'} for k, (a, b) in entries.items()}, f)
+    return path
+
+  def test_clock_starts_when_enough_clients_are_online(self):
+    # FedScale format, nobody online at t = 0: [a, b] closed -> [a, b + 1).
+    path = self._behave_trace({1: ([100], [300]), 2: ([200], [400]),
+                               3: ([250, 600], [260, 700])})
+    population = setup.build_population(
+        _config(availability_trace=path, client_mapping='modulo'), _task(3))
+    # Rows: client k -> keys[k % 3]: clients 0, 1, 2 follow keys 2, 3, 1.
+    self.assertEqual(setup.first_round_time_s(population, 1), 100.0)
+    self.assertEqual(setup.first_round_time_s(population, 2), 200.0)
+    self.assertEqual(setup.first_round_time_s(population, 3), 250.0)
+    with self.assertRaisesRegex(config_util.UsageError,
+                                '^--clients_per_round: 4 exceeds the population of 3'):
+      setup.first_round_time_s(population, 4)
+
+  def test_run_starts_at_the_first_full_cohort(self):
+    path = self._behave_trace({1: ([100], [300]), 2: ([200], [400])})
+    experiment = setup.build_experiment(_config(
+        task='synthetic', task_options='num_clients=4', availability_trace=path,
+        client_mapping='modulo', clients_per_round=3, rounds=1))
+    self.assertEqual(experiment.start_time_s, 200.0)  # all four clients online
+
+  def test_never_online_is_a_usage_error(self):
+    path = self._behave_trace({1: ([2000], [3000])})  # after finish_time: never
+    population = setup.build_population(_config(availability_trace=path), _task(2))
+    with self.assertRaisesRegex(config_util.UsageError,
+                                '^--availability_trace: none of the task'):
+      setup.first_round_time_s(population, 1)
 
   def test_bad_file_is_a_usage_error(self):
     missing = os.path.join(self.dir, 'missing.npz')

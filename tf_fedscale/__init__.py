@@ -13,9 +13,10 @@ import os
 # beside this directory; installed, setuptools puts them inside it (pyproject.toml,
 # `package-dir`). Searching the checkout root as well makes `tf_fedscale.tasks` the same
 # files in both cases, with no installation needed inside the repository.
+_SUBPACKAGES = ('tasks', 'traces', 'experiments')
 _CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if (not os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tasks')) and
-    os.path.isfile(os.path.join(_CHECKOUT_ROOT, 'tasks', '__init__.py'))):
+if (not any(os.path.isdir(os.path.join(__path__[0], p)) for p in _SUBPACKAGES) and
+    any(os.path.isfile(os.path.join(_CHECKOUT_ROOT, p, '__init__.py')) for p in _SUBPACKAGES)):
   __path__.append(_CHECKOUT_ROOT)
 
 _EXPORTS = {

@@ -2,8 +2,8 @@
 
 `build_aggregator(name, ...)` returns an `Aggregator`: the (weighted)
 `tff.aggregators` factory an algorithm aggregates updates with, how many bytes
-a client really uploads through it, and, for differential privacy, the
-epsilon spent after each round.
+a client really uploads through it; for differential privacy, the epsilon
+spent is reported by `tf_fedscale.privacy`.
 
 | name | factory |
 |---|---|
@@ -24,14 +24,10 @@ turns it into the (download, upload) pair the simulation hands the latency
 accountant, so compression really shortens rounds. Quantized values are
 bit-packed by tensor_encoding 28 bits per int32 word, which the size counts.
 
-Epsilon: client-level (epsilon, delta)-DP of the whole run so far, from the
-RDP accountant of dp-accounting with r-fold composition of a Poisson-sampled
-Gaussian mechanism: sampling rate clients_per_round / population and the
-noise multiplier (for adaptive clipping, TFF's `noise_multiplier` is already
-the effective total one). The guarantee assumes uniformly random Poisson
-sampling of clients, as DP-FedAvg's analysis does; trace-driven availability
-and Oort do not sample that way, so treat the number as the conventional
-report, not a proof for that simulation.
+Epsilon (`tf_fedscale.privacy`): client-level (epsilon, delta)-DP of the run
+so far, composed round by round from the sampling rate each round really used
+(for adaptive clipping, TFF's `noise_multiplier` is already the effective
+total one).
 """
 
 import collections
@@ -40,7 +36,6 @@ import math
 from collections.abc import Callable
 from typing import Any, Optional
 
-import dp_accounting
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -50,8 +45,6 @@ from tf_fedscale import payload
 
 AGGREGATORS = ('mean', 'clipping', 'zeroing', 'dp', 'secure', 'quantize', 'topk',
                'randk')
-RDP_ORDERS = ([1.0 + x / 10.0 for x in range(1, 100)]
-              + list(range(11, 64)) + [128, 256, 512, 1024])
 
 EncoderFn = Callable[[tf.TensorSpec], Any]  # spec -> te GatherEncoder
 
@@ -268,37 +261,3 @@ def build_aggregator(
     encoder_fn = _encoder_fn(lambda: sparsify_encoder(sparsify_fraction, method))
   return Aggregator(name, tff.aggregators.MeanFactory(
       tff.aggregators.EncodedSumFactory(encoder_fn)), encoder_fn=encoder_fn)
-
-
-def dp_epsilon(noise_multiplier: float, sampling_rate: float, rounds: int,
-               delta: float) -> float:
-  """Epsilon after `rounds` Poisson-sampled Gaussian rounds (RDP accountant)."""
-  if rounds <= 0:
-    return 0.0
-  if noise_multiplier <= 0:
-    return math.inf
-  event = dp_accounting.SelfComposedDpEvent(
-      dp_accounting.PoissonSampledDpEvent(
-          min(1.0, sampling_rate), dp_accounting.GaussianDpEvent(noise_multiplier)),
-      rounds)
-  accountant = dp_accounting.rdp.RdpAccountant(RDP_ORDERS)
-  accountant.compose(event)
-  return float(accountant.get_epsilon(delta))
-
-
-class PrivacyReport:
-  """A simulation hook adding `epsilon` (and `dp_delta`) to every round's record."""
-
-  def __init__(self, noise_multiplier: float, clients_per_round: int,
-               num_clients: int, delta: float):
-    if not 0.0 < delta < 1.0:
-      raise ValueError(f'delta must be in (0, 1), got {delta}.')
-    self.noise_multiplier = noise_multiplier
-    self.sampling_rate = clients_per_round / num_clients
-    self.delta = delta
-
-  def on_round_end(self, round_num: int, record: dict[str, Any], feedback: Any) -> None:
-    del feedback
-    record['epsilon'] = dp_epsilon(self.noise_multiplier, self.sampling_rate,
-                                   round_num, self.delta)
-    record['dp_delta'] = self.delta

@@ -4,7 +4,7 @@
 |---|---|---|
 | `fedavg` | `build_weighted_fed_avg`, SGD client and server (McMahan et al. 2017) | server lr 1.0 |
 | `fedprox` | `build_weighted_fed_prox` (Li et al. 2020) | mu = 0.01 unless set |
-| `fedadam`, `fedyogi`, `fedadagrad` | `build_weighted_fed_avg` with an adaptive server optimizer (Reddi et al. 2021, "Adaptive Federated Optimization") | beta1 0.9, beta2 0.99, tau (epsilon) 1e-3, initial accumulator tau^2 |
+| `fedadam`, `fedyogi`, `fedadagrad` | `build_weighted_fed_avg` with an adaptive server optimizer (Reddi et al. 2021, "Adaptive Federated Optimization") | beta1 0.9, beta2 0.99, tau (epsilon) 1e-3, initial accumulator tau^2; FedScale's tasks: `FEDSCALE_YOGI_TAU` (1e-8) for both, as FedScale's `yogi.py` |
 | `fedsgd` | `build_fed_sgd`: one gradient of the local data per client | server SGD |
 | `mime-lite` | `build_weighted_mime_lite` (Karimireddy et al. 2021, "Breaking the centralized barrier") | base optimizer SGD with momentum 0.9 at the client lr; server SGD |
 | `qffl` | q-FedAvg from TFF templates (`tf_fedscale.qffl`; Li et al. 2020, "Fair Resource Allocation in Federated Learning") | q = 1 |
@@ -25,23 +25,37 @@ from tf_fedscale import qffl
 ALGORITHMS = ('fedavg', 'fedprox', 'fedadam', 'fedyogi', 'fedadagrad', 'fedsgd',
               'mime-lite', 'qffl')
 ADAPTIVE_EPSILON = 1e-3  # Reddi et al.'s tau
+# FedScale's `--yogi_tau` (config_parser.py, yogi.py): its denominator epsilon
+# and the accumulator's initial value, with which its 3e-3 server rate is tuned.
+FEDSCALE_YOGI_TAU = 1e-8
 ADAPTIVE_BETA_2 = 0.99
 MIME_MOMENTUM = 0.9
 
 
-def server_optimizer(name: str, server_lr: float) -> tff.learning.optimizers.Optimizer:
-  """The server optimizer algorithm `name` applies its aggregated update with."""
+def server_optimizer(name: str, server_lr: float,
+                     adaptive_epsilon: float = ADAPTIVE_EPSILON,
+                     initial_accumulator: Optional[float] = None,
+                     ) -> tff.learning.optimizers.Optimizer:
+  """The server optimizer algorithm `name` applies its aggregated update with.
+
+  Adaptive optimizers use `adaptive_epsilon` in the denominator and start
+  their accumulator at `initial_accumulator` (default epsilon^2, Reddi et al.).
+  """
+  if not adaptive_epsilon > 0:
+    raise ValueError(f'adaptive_epsilon must be positive, got {adaptive_epsilon}.')
+  if initial_accumulator is None:
+    initial_accumulator = adaptive_epsilon ** 2
   if name == 'fedadam':
     return tff.learning.optimizers.build_adam(
-        learning_rate=server_lr, beta_2=ADAPTIVE_BETA_2, epsilon=ADAPTIVE_EPSILON)
+        learning_rate=server_lr, beta_2=ADAPTIVE_BETA_2, epsilon=adaptive_epsilon)
   if name == 'fedyogi':
     return tff.learning.optimizers.build_yogi(
-        learning_rate=server_lr, beta_2=ADAPTIVE_BETA_2, epsilon=ADAPTIVE_EPSILON,
-        initial_preconditioner_value=ADAPTIVE_EPSILON ** 2)
+        learning_rate=server_lr, beta_2=ADAPTIVE_BETA_2, epsilon=adaptive_epsilon,
+        initial_preconditioner_value=initial_accumulator)
   if name == 'fedadagrad':
     return tff.learning.optimizers.build_adagrad(
-        learning_rate=server_lr, epsilon=ADAPTIVE_EPSILON,
-        initial_preconditioner_value=ADAPTIVE_EPSILON ** 2)
+        learning_rate=server_lr, epsilon=adaptive_epsilon,
+        initial_preconditioner_value=initial_accumulator)
   return tff.learning.optimizers.build_sgdm(learning_rate=server_lr)
 
 
@@ -53,6 +67,8 @@ def build_process(
     proximal_strength: float = 0.01,
     model_aggregator: Optional[tff.aggregators.WeightedAggregationFactory] = None,
     qffl_q: float = qffl.DEFAULT_Q,
+    adaptive_epsilon: float = ADAPTIVE_EPSILON,
+    initial_accumulator: Optional[float] = None,
 ) -> tff.learning.templates.LearningProcess:
   """A `LearningProcess` for algorithm `name` (a process is passed through)."""
   if isinstance(name, tff.templates.IterativeProcess):
@@ -62,7 +78,7 @@ def build_process(
   for flag, value in (('client_lr', client_lr), ('server_lr', server_lr)):
     if not value > 0:
       raise ValueError(f'{flag} must be positive, got {value}.')
-  server = server_optimizer(name, server_lr)
+  server = server_optimizer(name, server_lr, adaptive_epsilon, initial_accumulator)
   if name == 'fedsgd':
     return tff.learning.algorithms.build_fed_sgd(
         model_fn, server_optimizer_fn=server, model_aggregator=model_aggregator)

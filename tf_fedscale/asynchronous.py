@@ -206,7 +206,7 @@ class AsyncSimulation(simulation.Driver):
   # -- state ---------------------------------------------------------------------
 
   def initialize(self) -> simulation.SimulationState:
-    """Step 0: the initial model, nobody training yet, the clock at 0."""
+    """Step 0: the initial model, nobody training yet, the clock at the start."""
     process_state = {
         'trainable': [np.asarray(w) for w in self._initial_weights.trainable],
         'non_trainable': [np.asarray(w) for w in self._initial_weights.non_trainable],
@@ -214,7 +214,7 @@ class AsyncSimulation(simulation.Driver):
         'aggregator_state': self._aggregator_state,
     }
     return simulation.SimulationState(
-        0, process_state, 0.0, self.selector.get_state(),
+        0, process_state, self.start_time_s, self.selector.get_state(),
         Pending(running={}, events=(), buffer=(), sequence=0))
 
   def model_weights(self, process_state: Any) -> tff.learning.models.ModelWeights:

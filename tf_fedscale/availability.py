@@ -26,6 +26,8 @@ class AvailabilityTrace:
   slot_end_s: np.ndarray  # int32 [num_slots], exclusive
   period_s: np.ndarray  # int32 [num_devices]
   always_online: bool = False
+  _online_s: Optional[np.ndarray] = dataclasses.field(
+      default=None, init=False, repr=False)  # cache of online_s_per_period
 
   def __post_init__(self):
     validate(self)
@@ -85,7 +87,8 @@ class AvailabilityTrace:
   def online_until_s(self, devices: np.ndarray, time_s: float) -> np.ndarray:
     """Absolute virtual time at which each device's current slot ends.
 
-    `inf` for always-online devices, `time_s` for devices that are offline now.
+    `inf` for always-online devices and for devices whose slots cover their
+    whole period (they never leave), `time_s` for devices that are offline now.
     """
     devices = np.asarray(devices, np.int64)
     if self.always_online:
@@ -102,7 +105,22 @@ class AvailabilityTrace:
     wraps = ((self.slot_end_s[safe] == self.period_s[devices])
              & (self.slot_start_s[first] == 0) & (first != safe))
     end = np.where(wraps, end + self.slot_end_s[first], end)
+    end = np.where(self.online_s_per_period()[devices] >= self.period_s[devices],
+                   np.inf, end)
     return np.where(slot == NO_SLOT, time_s, end)
+
+  def online_s_per_period(self) -> np.ndarray:
+    """Seconds each device is online per period (float64 [num_devices])."""
+    if self._online_s is None:
+      if self.always_online:
+        online = self.period_s.astype(np.float64)
+      else:
+        lengths = self.slot_end_s.astype(np.float64) - self.slot_start_s
+        online = np.add.reduceat(np.append(lengths, 0.0),
+                                 np.minimum(self.slot_offsets[:-1], len(lengths)))
+        online[np.diff(self.slot_offsets) == 0] = 0.0
+      object.__setattr__(self, '_online_s', online)
+    return self._online_s
 
   def online_devices(self, time_s: float) -> np.ndarray:
     """Indices of all devices online at `time_s`."""

@@ -9,11 +9,12 @@ saving. TFF writes each version into a temporary directory and renames it, so a
 kill mid-write leaves the previous version usable.
 """
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any, Optional
 
 import tensorflow_federated as tff
+
+from tf_fedscale import coroutines
 
 PREFIX = 'round_'
 
@@ -40,18 +41,18 @@ class Checkpointer:
 
   def versions(self) -> list[int]:
     """Rounds that have a checkpoint, oldest first."""
-    return asyncio.run(self._manager.get_versions()) or []
+    return coroutines.run(self._manager.get_versions()) or []
 
   def due(self, round_num: int, last_round: int) -> bool:
     return round_num % self.every_rounds == 0 or round_num == last_round
 
   def save(self, round_num: int, state: Mapping[str, Any]) -> None:
     """Saves `state` (a nested structure of arrays) as round `round_num`."""
-    asyncio.run(self._manager.save(dict(state), round_num))
+    coroutines.run(self._manager.save(dict(state), round_num))
 
   def load(self, version: int, structure: Mapping[str, Any]) -> dict[str, Any]:
     """The checkpoint of round `version`, unflattened like `structure`."""
-    return asyncio.run(self._manager.load(version, dict(structure)))
+    return coroutines.run(self._manager.load(version, dict(structure)))
 
   def load_latest(self, structure: Mapping[str, Any]) -> Optional[dict[str, Any]]:
     """The newest checkpoint, None if there is none.

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tf_fedscale import accounting
+from tf_fedscale import coroutines
 
 ROUND_KEY = 'round'
 TIMELINE_COLUMNS = ('round', 'client_id', 'status', 'start_s', 'download_s',
@@ -54,7 +55,7 @@ def release(managers: Sequence[tff.program.ReleaseManager],
   async def _release_all():
     await asyncio.gather(*(m.release(dict(record), key=round_num) for m in managers))
 
-  asyncio.run(_release_all())
+  coroutines.run(_release_all())
 
 
 def timeline_rows(outcome: accounting.RoundOutcome,

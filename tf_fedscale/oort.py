@@ -2,16 +2,24 @@
 
 Every client has a statistical utility, learned when it trains,
 
-    U_i = |B_i| * sqrt(sum over B_i of squared per-example losses / |B_i|)
+    U_i = |B_i| * sqrt(mean over its trained examples of the squared loss)
 
-where B_i are the examples it trained on in the round (Oort's definition, as
-FedScale's `trained_size`), computed from the losses of its *whole* local work
-in the TFF computation itself (`RoundFeedback.loss_sq_sum` / `loss_count`,
-see `tf_fedscale.feedback`), not from its last batch as FedScale does. Selection for round t, among the
-clients online now (minus an optional blacklist):
+where |B_i| is the number of *distinct* examples it trained on in the round,
+min(n_i, processed examples), i.e. min(n_i, local_steps x batch) under steps
+and n_i under epochs (FedScale's `trained_unique_samples`, `torch_client.py`),
+and the mean is over the losses of its *whole* local work, computed in the TFF
+computation itself (`RoundFeedback.loss_sq_sum` / `loss_count`, see
+`tf_fedscale.feedback`), not over its last batch as FedScale does. Stragglers
+(online to the end but not among the first `clients_per_round` to finish)
+get FedScale's feedback (`aggregator.py`, `round_completion_handler`): the
+round's mean utility of the clients that trained, stamped with the round and
+counted as a participation (`straggler_feedback=False` leaves them
+unexplored instead). Selection for round t, among the clients online now
+(minus an optional blacklist):
 
-- exploitation score of an explored client: its utility clipped at the 95th
-  percentile and min-max normalized over the online explored clients, plus a
+- exploitation score of an explored client: its utility clipped at the
+  `clip_bound` quantile and min-max normalized over the online explored
+  clients' positive utilities, plus a
   staleness bonus sqrt(0.1 ln t / L_i) (L_i: the last round it trained), times
   (T / d_i)^alpha when its duration d_i exceeds the preferred round duration T;
 - T is the `round_percentile`-th percentile of every client's duration
@@ -26,14 +34,16 @@ clients online now (minus an optional blacklist):
   train on (their data size under epochs, min(size, steps x batch) in
   effect under steps, as FedScale registers them), penalized by the same
   (T / d)^alpha on their estimated duration; the rest exploits: the
-  top scores (at least 10x the slots, down to 95% of the cut-off score) are
+  top scores (every client scoring at least `cut_off_util` x the score ranked
+  at the exploitation length, and at least 10x that many clients) are
   sampled in proportion to their score;
 - optional blacklist: clients that trained more than `blacklist_rounds`
   times are skipped (at most `blacklist_max_share` of the population).
 
-Defaults follow FedScale's Oort implementation (exploration 0.9 -> 0.3 at
-x0.98, alpha 2, pacer step 20 and delta 5, starting percentile 30, clip at
-the 95th percentile, 95% cut-off, exploration window 5x).
+Defaults are FedScale's (`config_parser.py`: exploration 0.9 -> 0.3 at
+x0.98, round_penalty 2, pacer step 20 and delta 5, round_threshold 30,
+clip_bound 0.9, cut_off_util 0.05, sample_window 5); Oort's own repository
+uses clip_bound 0.98 and cut_off_util 0.7.
 
 State is numpy arrays of population size (utility, duration, last round,
 participation count), so millions of clients cost tens of bytes each; a
@@ -61,9 +71,10 @@ class OortSelector(selection.BaseSelector):
                exploration: float = 0.9, exploration_decay: float = 0.98,
                exploration_min: float = 0.3, round_penalty: float = 2.0,
                round_percentile: float = 30.0, pacer_step: int = 20,
-               pacer_delta: float = 5.0, clip_bound: float = 0.95,
-               cut_off_util: float = 0.95, sample_window: float = 5.0,
-               blacklist_rounds: int = -1, blacklist_max_share: float = 0.3):
+               pacer_delta: float = 5.0, clip_bound: float = 0.9,
+               cut_off_util: float = 0.05, sample_window: float = 5.0,
+               blacklist_rounds: int = -1, blacklist_max_share: float = 0.3,
+               straggler_feedback: bool = True):
     super().__init__(clients_per_round, overcommit)
     if not 0.0 <= exploration_min <= exploration <= 1.0:
       raise ValueError('Need 0 <= exploration_min <= exploration <= 1, got '
@@ -76,6 +87,10 @@ class OortSelector(selection.BaseSelector):
       raise ValueError(f'pacer_step must be >= 1, got {pacer_step}.')
     if round_penalty < 0:
       raise ValueError(f'round_penalty must be >= 0, got {round_penalty}.')
+    if not 0.0 <= clip_bound <= 1.0:
+      raise ValueError(f'clip_bound must be in [0, 1], got {clip_bound}.')
+    if not 0.0 <= cut_off_util <= 1.0:
+      raise ValueError(f'cut_off_util must be in [0, 1], got {cut_off_util}.')
     self.exploration_decay = exploration_decay
     self.exploration_min = exploration_min
     self.round_penalty = round_penalty
@@ -86,6 +101,7 @@ class OortSelector(selection.BaseSelector):
     self.sample_window = sample_window
     self.blacklist_rounds = blacklist_rounds
     self.blacklist_max_share = blacklist_max_share
+    self.straggler_feedback = straggler_feedback
     # Scalars that change.
     self.exploration = float(exploration)
     self.round_percentile = float(round_percentile)
@@ -94,7 +110,8 @@ class OortSelector(selection.BaseSelector):
     self.utility = np.zeros(0, np.float64)
     self.duration_s = np.zeros(0, np.float64)  # NaN: never timed
     self.last_round = np.zeros(0, np.int64)  # 0: never trained
-    self.count = np.zeros(0, np.int64)  # rounds it trained in
+    self.count = np.zeros(0, np.int64)  # rounds it trained in (or straggled)
+    self.num_examples = np.zeros(0, np.int64)  # the population's, set by select
     # Per-round history for the pacer; the last round's picks.
     self.exploit_utility_history = np.zeros(0, np.float64)
     self.explore_utility_history = np.zeros(0, np.float64)
@@ -159,12 +176,19 @@ class OortSelector(selection.BaseSelector):
     has_loss = (outcome.status == accounting.Status.COMPLETED) & outcome.has_loss
     trained = clients[has_loss]
     if len(trained):
-      # |B| sqrt(sum sq / |B|) = sqrt(sum sq x |B|).
-      self.utility[trained] = np.sqrt(
-          np.asarray(outcome.loss_sq_sum, np.float64)[has_loss]
-          * np.asarray(outcome.loss_count, np.float64)[has_loss])
+      processed = np.asarray(outcome.loss_count, np.float64)[has_loss]
+      unique = np.minimum(self.num_examples[trained], processed)
+      self.utility[trained] = unique * np.sqrt(
+          np.asarray(outcome.loss_sq_sum, np.float64)[has_loss] / processed)
       self.last_round[trained] = round_num
       self.count[trained] += 1
+    if self.straggler_feedback:
+      stragglers = clients[outcome.status == accounting.Status.STRAGGLER]
+      self.utility[stragglers] = (float(self.utility[trained].mean())
+                                  if len(trained) else 0.0)
+      self.last_round[stragglers] = round_num
+      self.count[stragglers] += 1
+      trained = np.concatenate([trained, stragglers])
     self._record_pacer_round(trained)
 
   def _record_pacer_round(self, trained: np.ndarray) -> None:
@@ -208,10 +232,12 @@ class OortSelector(selection.BaseSelector):
     return np.asarray(self.estimate_duration_s(clients), np.float64)
 
   def _samples(self, population, clients: np.ndarray) -> np.ndarray:
-    """Examples each client would train on (its data size when unbound)."""
+    """Distinct examples each client would train on: min(n_i, processed)
+    (FedScale's prior, min(n_i, local_steps x batch)); n_i when unbound."""
+    size = population.num_examples[clients].astype(np.float64)
     if self.estimate_samples is None:
-      return population.num_examples[clients].astype(np.float64)
-    return np.asarray(self.estimate_samples(clients), np.float64)
+      return size
+    return np.minimum(size, np.asarray(self.estimate_samples(clients), np.float64))
 
   def update_preferred_duration(self) -> float:
     """T: the `round_percentile`-th percentile of all clients' durations."""
@@ -263,6 +289,7 @@ class OortSelector(selection.BaseSelector):
 
   def select(self, round_num, virtual_time_s, population, rng):
     self._ensure_size(population.num_clients)
+    self.num_examples = np.asarray(population.num_examples, np.int64)
     self._bound = True
     k = self.num_candidates
     online = population.online_clients(virtual_time_s)

@@ -67,17 +67,23 @@ def validate_devices(devices: DeviceProfiles, source: Optional[str] = None) -> N
 
 
 def map_clients_to_rows(num_clients: int, num_rows: int, seed: int,
-                        mapping: str = 'random') -> np.ndarray:
+                        mapping: str = 'random',
+                        positions: Optional[np.ndarray] = None) -> np.ndarray:
   """Trace row of each client.
 
   'random': a seeded permutation of the rows (rows are reused only when there
   are more clients than rows). 'modulo': FedScale's rule, client k (1-based, in
-  first-appearance order) takes row k % num_rows.
+  the dataset's first-appearance order *before* size filtering, `positions`
+  0-based, default 0..num_clients-1) takes row k % num_rows.
   """
   if num_rows <= 0:
     raise ValueError(f'A trace needs at least one row, got {num_rows}.')
   if mapping == 'modulo':
-    return ((np.arange(num_clients, dtype=np.int64) + 1) % num_rows).astype(np.int32)
+    positions = (np.arange(num_clients, dtype=np.int64) if positions is None
+                 else np.asarray(positions, np.int64))
+    if positions.shape != (num_clients,):
+      raise ValueError(f'positions has shape {positions.shape}, expected ({num_clients},).')
+    return ((positions + 1) % num_rows).astype(np.int32)
   if mapping != 'random':
     raise ValueError(f'Unknown client mapping {mapping!r}; use one of {MAPPINGS}.')
   rng = np.random.default_rng(seed)
@@ -111,17 +117,19 @@ class Population:
   def build(cls, client_ids: Sequence[str], num_examples: np.ndarray,
             devices: DeviceProfiles,
             availability: availability_lib.AvailabilityTrace,
-            seed: int, mapping: str = 'random') -> 'Population':
-    """Binds clients to trace rows with `map_clients_to_rows`."""
+            seed: int, mapping: str = 'random',
+            positions: Optional[np.ndarray] = None) -> 'Population':
+    """Binds clients to trace rows with `map_clients_to_rows` (`positions`:
+    the clients' places in the dataset before filtering, for 'modulo')."""
     n = len(client_ids)
     return cls(
         client_ids=client_ids,
         num_examples=np.asarray(num_examples, np.int64),
         devices=devices,
         availability=availability,
-        device_row=map_clients_to_rows(n, devices.num_devices, seed, mapping),
+        device_row=map_clients_to_rows(n, devices.num_devices, seed, mapping, positions),
         availability_row=map_clients_to_rows(n, availability.num_devices,
-                                             seed + 1, mapping),
+                                             seed + 1, mapping, positions),
     )
 
   @property
@@ -153,3 +161,41 @@ class Population:
   def online_clients(self, time_s: float) -> np.ndarray:
     """Indices of every client online at `time_s`."""
     return np.flatnonzero(self.is_online(np.arange(self.num_clients), time_s))
+
+  def first_time_online_s(self, count: int) -> tuple[float, int]:
+    """(t, online): the first virtual time t >= 0 at which `count` clients are
+    online at once, and how many are; when that never happens within the
+    longest period, the first time the most clients are online at once.
+
+    One sweep over every slot of the clients' trace rows, repeated over the
+    longest period (a row counts once per client mapped to it): online counts
+    only rise when a slot opens, so those are the times that matter.
+    """
+    if count > self.num_clients:
+      raise ValueError(f'count {count} exceeds the population of {self.num_clients}.')
+    trace = self.availability
+    if trace.always_online:
+      return 0.0, self.num_clients
+    clients_per_row = np.bincount(self.availability_row, minlength=trace.num_devices)
+    owner = np.repeat(np.arange(trace.num_devices), np.diff(trace.slot_offsets))
+    used = clients_per_row[owner] > 0
+    owner = owner[used]
+    if not len(owner):
+      return 0.0, 0
+    period = trace.period_s[owner].astype(np.float64)
+    horizon = float(trace.period_s[self.availability_row].max())
+    copies = np.ceil(horizon / period).astype(np.int64)
+    slot = np.repeat(np.arange(len(owner)), copies)
+    shift = (np.arange(len(slot)) - np.repeat(np.cumsum(copies) - copies, copies)) * period[slot]
+    starts = trace.slot_start_s[used][slot] + shift
+    ends = trace.slot_end_s[used][slot] + shift
+    weight = clients_per_row[owner[slot]]
+    times = np.unique(np.concatenate([[0.0], starts[starts < horizon]]))
+    counts = np.zeros(len(times), np.int64)
+    for edges, sign in ((starts, 1), (ends, -1)):
+      order = np.argsort(edges, kind='stable')
+      cumulative = np.concatenate([[0], np.cumsum(weight[order])])
+      counts += sign * cumulative[np.searchsorted(edges[order], times, side='right')]
+    enough = np.flatnonzero(counts >= count)
+    first = int(enough[0]) if len(enough) else int(np.argmax(counts))
+    return float(times[first]), int(counts[first])

@@ -5,7 +5,11 @@
 worker keeps the parent's stdout open and hangs any pipeline (CI, `| tee`) that
 reads it. Here each worker is started eagerly from the calling thread with
 stdout/stderr redirected, a parent-death signal (so SIGKILL of Python kills it
-too), and an atexit plus SIGTERM hook that stops it on every normal path.
+too), and exit hooks (atexit, SIGTERM) that stop it on every normal path.
+
+Importing this module changes nothing process-wide: the exit hooks are installed by
+the binaries (`install_exit_hooks`) or only while a context is entered (`exit_hooks`,
+used by `local_context` and the worker pool) and restored when it exits.
 """
 
 import atexit
@@ -15,6 +19,7 @@ import gc
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Optional
@@ -192,7 +197,9 @@ def _drop_tff_import_context() -> None:
   gc.collect()
 
 
-atexit.register(_drop_tff_import_context)
+def _at_exit() -> None:
+  stop_all_workers()
+  _drop_tff_import_context()
 
 
 def _raise_system_exit(signum, frame) -> None:
@@ -201,14 +208,52 @@ def _raise_system_exit(signum, frame) -> None:
 
 
 def install_exit_hooks() -> None:
-  """Stops workers at exit, and turns SIGTERM into SystemExit so that happens.
+  """For a program's entry point: for the rest of the process, stop workers at
+  exit and turn SIGTERM into SystemExit so that happens.
 
   SIGINT already raises KeyboardInterrupt; SIGKILL is covered by the workers'
-  parent-death signal.
+  parent-death signal. A SIGTERM handler the program set itself is kept.
   """
-  atexit.register(stop_all_workers)
+  atexit.register(_at_exit)
   if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
     signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+_hooks_lock = threading.Lock()
+_hooks_depth = 0
+_saved_sigterm = None
+
+
+@contextlib.contextmanager
+def exit_hooks() -> Iterator[None]:
+  """The exit hooks of `install_exit_hooks`, only while entered (nests).
+
+  On the outermost exit the atexit handler is removed and the SIGTERM handler
+  that was there before is restored, so a library user's program (a notebook, a
+  server) keeps its own behaviour. Signal handlers belong to the main thread: in
+  another thread only the atexit part applies.
+  """
+  global _hooks_depth, _saved_sigterm
+  with _hooks_lock:
+    _hooks_depth += 1
+    if _hooks_depth == 1:
+      atexit.register(_at_exit)
+      if threading.current_thread() is threading.main_thread():
+        _saved_sigterm = signal.getsignal(signal.SIGTERM)
+        if _saved_sigterm in (signal.SIG_DFL, None):
+          signal.signal(signal.SIGTERM, _raise_system_exit)
+  try:
+    yield
+  finally:
+    with _hooks_lock:
+      _hooks_depth -= 1
+      if _hooks_depth == 0:
+        atexit.unregister(_at_exit)
+        if (_saved_sigterm in (signal.SIG_DFL, None) and
+            threading.current_thread() is threading.main_thread() and
+            signal.getsignal(signal.SIGTERM) is _raise_system_exit):
+          signal.signal(signal.SIGTERM, _saved_sigterm or signal.SIG_DFL)
+        _saved_sigterm = None
 
 
 def _channel_ready(channel: grpc.Channel, timeout_s: float) -> bool:
@@ -308,7 +353,6 @@ def start_local_workers(
   """Starts `num_workers` managed workers and returns them."""
   if num_workers < 1:
     raise ValueError(f'num_workers must be >= 1, got {num_workers}.')
-  install_exit_hooks()
   workers = [WorkerProcess(max_concurrent_computation_calls)
              for _ in range(num_workers)]
   for worker in workers:
@@ -316,41 +360,33 @@ def start_local_workers(
   return workers
 
 
-def install_local_context(max_concurrent_clients: int = -1) -> WorkerProcess:
-  """Makes a managed single-worker C++ context TFF's default; returns the worker."""
+def _install_worker_context(max_concurrent_clients: int) -> WorkerProcess:
   (worker,) = start_local_workers(1, max_concurrent_clients)
   tff.framework.set_default_context(connect(worker.address, worker))
   return worker
 
 
+def install_local_context(max_concurrent_clients: int = -1) -> WorkerProcess:
+  """Makes a managed single-worker C++ context TFF's default; returns the worker.
+
+  The worker lives until `worker.stop()` or the end of the process (an atexit
+  handler registered for this worker, and its parent-death signal).
+  """
+  worker = _install_worker_context(max_concurrent_clients)
+  atexit.register(worker.stop)
+  return worker
+
+
 @contextlib.contextmanager
 def local_context(max_concurrent_clients: int = -1) -> Iterator[WorkerProcess]:
-  """`install_local_context` for a `with` block; the worker stops on exit."""
-  worker = install_local_context(max_concurrent_clients)
-  try:
-    yield worker
-  finally:
-    worker.stop()
-
-
-def worker_pids_with_env(marker: str) -> Sequence[int]:
-  """Pids of live worker binaries whose environment contains `marker`.
-
-  Tests give a run a unique environment variable and use this to prove that no
-  worker it started survives it.
-  """
-  pids = []
-  for entry in os.listdir('/proc'):
-    if not entry.isdigit():
-      continue
+  """A managed single-worker context for a `with` block: the worker stops and
+  TFF's context is left without a worker on exit; the exit hooks hold while
+  entered."""
+  with exit_hooks():
+    worker = _install_worker_context(max_concurrent_clients)
     try:
-      with open(f'/proc/{entry}/cmdline', 'rb') as f:
-        if b'worker_binary' not in f.read():
-          continue
-      with open(f'/proc/{entry}/environ', 'rb') as f:
-        if marker.encode() in f.read():
-          pids.append(int(entry))
-    except OSError:
-      continue
-  return pids
+      yield worker
+    finally:
+      worker.stop()
+      tff.framework.set_default_context(NoWorkerContext())
 

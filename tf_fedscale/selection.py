@@ -125,6 +125,10 @@ class BaseSelector(abc.ABC):
 
   # Set True in a subclass that uses `RoundFeedback.loss_sq_sum`.
   needs_client_loss: bool = False
+  # True only for a selector that invites online clients uniformly at random,
+  # independently of their data: DP accounting then amplifies by the rate
+  # invited / online (tf_fedscale.privacy); any other selector is charged 1.
+  samples_uniformly: bool = False
 
   def __init__(self, clients_per_round: int, overcommit: float = 1.0):
     if clients_per_round < 1:
@@ -194,6 +198,8 @@ def sample_online(population: population_lib.Population, time_s: float,
 
 class UniformSelector(BaseSelector):
   """Uniform random choice among online clients (FedScale's default)."""
+
+  samples_uniformly = True
 
   def select(self, round_num, virtual_time_s, population, rng):
     del round_num

@@ -126,7 +126,9 @@ class Driver(abc.ABC):
       hooks: Sequence[hooks_lib.Hook] = (),
       idle_step_s: float = 60.0,
       max_idle_s: float = 7 * 24 * 3600.0,
+      start_time_s: float = 0.0,
   ):
+    """`start_time_s`: the virtual time of the first round."""
     if eval_every < 1:
       raise ValueError(f'eval_every must be >= 1, got {eval_every}.')
     self.population = population
@@ -142,6 +144,7 @@ class Driver(abc.ABC):
     self.hooks = hooks_lib.HookList(hooks)
     self.idle_step_s = idle_step_s
     self.max_idle_s = max_idle_s
+    self.start_time_s = float(start_time_s)
 
   # -- the round (subclasses) ---------------------------------------------------
 
@@ -342,7 +345,7 @@ class Simulation(Driver):
       process_state = self._process.set_model_weights(
           process_state, self._initial_model_weights)
     return SimulationState(round_num=0, process_state=process_state,
-                           virtual_time_s=0.0,
+                           virtual_time_s=self.start_time_s,
                            selector_state=self.selector.get_state())
 
   def payload_bytes(self, process_state: Any) -> tuple[int, int]:

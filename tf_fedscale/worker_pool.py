@@ -16,6 +16,7 @@ the context and runs the failed step again, logging what happened. Between
 rounds, local workers grown in memory are restarted (`memory_recycling`).
 """
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Optional, TypeVar
 
@@ -73,6 +74,7 @@ class WorkerPool:
     self._retired: list[tuple[Any, list[runtime.Connection]]] = []
     self.context = None
     self._installed = None
+    self._exit_hooks = contextlib.ExitStack()  # runtime.exit_hooks while started
     self.events: list[str] = []  # what recovery did, in order
 
   # Lifecycle.
@@ -85,7 +87,7 @@ class WorkerPool:
     self.stop()
 
   def start(self) -> None:
-    runtime.install_exit_hooks()
+    self._exit_hooks.enter_context(runtime.exit_hooks())
     if self.spec.mode == 'remote':
       self.addresses = list(self.spec.addresses)
     else:
@@ -113,6 +115,7 @@ class WorkerPool:
       worker.stop()
     if tff.framework.get_context_stack().current is self._installed:
       tff.framework.set_default_context(runtime.NoWorkerContext())
+    self._exit_hooks.close()
 
   @property
   def pool(self) -> list[str]:

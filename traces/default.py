@@ -22,6 +22,7 @@ over devices): 2,000,000 devices take about 4 s of CPU and 256 MB of arrays.
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -193,3 +194,13 @@ def generate_availability(num_devices: int, seed: int,
   return availability_lib.AvailabilityTrace(
       slot_offsets=offsets, slot_start_s=slot_start, slot_end_s=slot_end,
       period_s=np.full(num_devices, WEEK_S, np.int32))
+
+
+def population(client_ids: Sequence[str], num_examples: np.ndarray, seed: int = 0,
+               trace_seed: int = 0) -> population_lib.Population:
+  """The default population: one generated device and availability row per client
+  (rows from `trace_seed`, clients bound to rows at random with `seed`)."""
+  return population_lib.Population.build(
+      client_ids=client_ids, num_examples=num_examples,
+      devices=generate_devices(len(client_ids), trace_seed),
+      availability=generate_availability(len(client_ids), trace_seed), seed=seed)
