@@ -103,9 +103,6 @@ def _validate_mode(config: ml_collections.ConfigDict) -> None:
     _require(not config.deadline_s, 'deadline_s',
              f'--mode=async has no rounds to cut at a deadline, got {config.deadline_s}; '
              'drop it (--max_staleness bounds late updates).')
-    _require(config.client_lr_decay == 1, 'client_lr_decay',
-             f'--mode=async has no rounds to decay the client learning rate over, got '
-             f'{config.client_lr_decay}; drop it.')
     return
   defaults = default_config.get_config()
   for key in ASYNC_ONLY:
