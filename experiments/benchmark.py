@@ -38,7 +38,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -488,4 +487,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

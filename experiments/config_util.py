@@ -22,8 +22,10 @@ class UsageError(Exception):
   """Bad input: printed as one line, exit status 2."""
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-  """Runs `get_config()` of the Python config file at `path`."""
+def load_config_file(path: str, defaults: ml_collections.ConfigDict
+                     ) -> ml_collections.ConfigDict:
+  """Runs `get_config()` of the Python config file at `path`; its result must
+  hold every key of `defaults`, each of the same type (an int for a float)."""
   if not os.path.isfile(path):
     raise UsageError(f'--config: {path!r} is not a readable file; pass the path '
                      'of a config module such as experiments/configs/default.py.')
@@ -32,13 +34,37 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
+  except SystemExit as e:
+    raise UsageError(f'--config: {path!r} called sys.exit({e.code!r}) instead of '
+                     'returning a config from get_config().') from e
   except Exception as e:  # pylint: disable=broad-except
     raise UsageError(f'--config: cannot load {path!r}: {type(e).__name__}: {e}. '
                      'It must define get_config() returning a ConfigDict.') from e
   if not isinstance(config, ml_collections.ConfigDict):
     raise UsageError(f'--config: get_config() in {path!r} returned '
                      f'{type(config).__name__}, expected ml_collections.ConfigDict.')
+  _check_fields(path, config, defaults)
   return config
+
+
+def _check_fields(path: str, config: ml_collections.ConfigDict,
+                  defaults: ml_collections.ConfigDict) -> None:
+  missing = [k for k in defaults if k not in config]
+  unknown = [k for k in config if k not in defaults]
+  if missing or unknown:
+    raise UsageError(
+        f'--config: {path!r} ' + '; '.join(filter(None, (
+            missing and f'lacks {", ".join(missing)}',
+            unknown and f'has unknown keys {", ".join(unknown)}'))) +
+        '; start from experiments/configs/default.py (get_config() there).')
+  for key, default in defaults.items():
+    value, expected = config[key], type(default)
+    # Exact types: a bool is not an int here; an int may stand for a float.
+    allowed = (float, int) if expected is float else (expected,)
+    if type(value) not in allowed:  # pylint: disable=unidiomatic-typecheck
+      raise UsageError(f'--config: {key} in {path!r} is {value!r} '
+                       f'({type(value).__name__}); it must be a {expected.__name__} '
+                       f'such as {default!r}.')
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
@@ -65,6 +91,11 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
   for key, allowed in choices.items():
     _require(config[key] in allowed, key,
              f'unknown value {config[key]!r}; choose from {sorted(allowed)}.')
+  for key, value in config.items():
+    _require(not isinstance(value, float) or math.isfinite(value), key,
+             f'must be a finite number, got {value}.')
+  for key in ('seed', 'trace_seed', 'min_samples', 'max_samples'):
+    _require(config[key] >= 0, key, f'must be >= 0, got {config[key]}.')
   for key in ('rounds', 'clients_per_round', 'batch_size', 'eval_every',
               'checkpoint_every'):
     _require(config[key] >= 1, key, f'must be a positive integer, got {config[key]}.')
@@ -117,6 +148,9 @@ def _validate_execution(config: ml_collections.ConfigDict) -> None:
                                      config.get('worker_devices', ''))
   if problem:
     raise UsageError(f'--{problem[0]}: {problem[1]}')
+  _require(config.max_concurrent_clients == -1 or config.max_concurrent_clients >= 1,
+           'max_concurrent_clients',
+           f'must be -1 (no bound) or >= 1, got {config.max_concurrent_clients}.')
   _require(config.get('clients_per_subround', 0) >= 0, 'clients_per_subround',
            f'must be >= 0 (0: automatic), got {config.get("clients_per_subround")}.')
   _require(config.get('worker_recycle_growth', 0.0) >= 0, 'worker_recycle_growth',

@@ -17,13 +17,15 @@ import json
 import os
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from tf_fedscale import cli
 from tf_fedscale.tasks import registry
+# Releases the TFF context `import tensorflow_federated` installs before
+# teardown, so no "Exception ignored in ServiceManager.__del__" at exit.
+from tf_fedscale import runtime  # pylint: disable=unused-import
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
@@ -158,24 +160,33 @@ def main(argv: Sequence[str]) -> None:
   cli.start(argv)
   f = flags.FLAGS
   if not f.task:
-    cli.fail('--task is required')
+    cli.fail(f'--task: required; choose from {sorted(registry.TASKS)}.')
+  for name in ('seed', 'max_clients'):
+    if f[name].value < 0:
+      cli.fail(f'--{name}: must be >= 0, got {f[name].value}.')
+  output_dir = f.output_dir or os.path.join('runs', f'stats_{f.task}')
+  problem = cli.output_dir_problem(output_dir)
+  if problem:
+    cli.fail(f'--output_dir: {problem}')
   try:
     task = registry.build_task(
         f.task, f.data_dir, f.seed, model=f.model, min_samples=f.min_samples,
         max_samples=f.max_samples, cache_dir=f.cache_dir, options=f.task_options)
   except (ValueError, FileNotFoundError) as e:
-    cli.fail(f'--task/--data_dir: {e}')
+    cli.fail(registry.blame(e))
   stats = compute(task, f.max_clients, f.seed)
   print(format_stats(stats))
-  output_dir = f.output_dir or os.path.join('runs', f'stats_{f.task}')
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, 'stats.json'), 'w') as f:
-    json.dump({k: v for k, v in stats.items() if not k.startswith('_')}, f, indent=2)
-  written = plot_cdfs(stats, output_dir)
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, 'stats.json'), 'w') as out:
+      json.dump({k: v for k, v in stats.items() if not k.startswith('_')}, out, indent=2)
+    written = plot_cdfs(stats, output_dir)
+  except OSError as e:
+    cli.fail(f'--output_dir: cannot write {e.filename or output_dir} ({e.strerror or e}).')
   print(f'wrote {os.path.join(output_dir, "stats.json")}' +
         (f', {", ".join(written)}' if written else ''))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -6,7 +6,6 @@ r"""Writes the report of a run directory: PNG figures and summary.md.
 import os
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 
 from tf_fedscale import cli
@@ -22,15 +21,21 @@ _TIMELINE_ROUND = flags.DEFINE_integer(
 
 
 def main(argv: Sequence[str]) -> None:
-  del argv
-  run_dir = _RUN_DIR.value
+  cli.start(argv)
+  run_dir, target = _RUN_DIR.value, _TARGET.value
   if not run_dir or not os.path.isfile(os.path.join(run_dir, 'metrics.csv')):
     cli.fail(f'--run_dir: {run_dir!r} holds no metrics.csv; pass the '
              '--output_dir of a run.')
-  path = reporting.write_report(run_dir, _TARGET.value, _TIMELINE_ROUND.value)
+  if target is not None and not 0 <= target <= 1:
+    cli.fail(f'--target_accuracy: must be in [0, 1], got {target}.')
+  try:
+    path = reporting.write_report(run_dir, target, _TIMELINE_ROUND.value)
+  except reporting.RunFilesError as e:
+    message = str(e)
+    cli.fail(message if message.startswith('--') else f'--run_dir: {message}')
   print(reporting.format_table(reporting.run_summary(run_dir, _TARGET.value)))
   print(f'report: {path}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -237,12 +237,75 @@ def _plot_system_cost(metrics, path: str) -> None:
   plt.close(fig)
 
 
+class RunFilesError(ValueError):
+  """A run file the report needs is missing, cut or not a run's output."""
+
+
+METRICS_COLUMNS = ('round', 'virtual_time_s', 'train_loss', 'eval_loss', 'eval_accuracy',
+                   'completed', 'dropped', 'stragglers', 'missed_deadline', 'bytes_down',
+                   'bytes_up', 'client_compute_s')
+CLIENTS_COLUMNS = ('round', 'status', 'download_s', 'compute_s', 'upload_s', 'end_s')
+
+
+def _read_checked(path: str, columns: Sequence[str]) -> dict[str, np.ndarray]:
+  """read_csv, refusing a file that is cut, lacks `columns` or has text in them."""
+  try:
+    with open(path, newline='') as f:
+      rows = list(csv.reader(f))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise RunFilesError(f'{path}: cannot read ({e}).') from e
+  if not rows or any(c not in rows[0] for c in columns):
+    missing = [c for c in columns if not rows or c not in rows[0]]
+    raise RunFilesError(f'{path}: lacks the columns {missing}; it is cut or was not '
+                        'written by experiments.run.')
+  width = len(rows[0])
+  for line, row in enumerate(rows[1:], start=2):
+    if len(row) != width:
+      raise RunFilesError(f'{path}: line {line} has {len(row)} of {width} fields '
+                          '(the file is cut or damaged).')
+  table = read_csv(path) if len(rows) > 1 else {c: np.zeros(0) for c in rows[0]}
+  for column in columns:
+    if column != 'status' and table[column].dtype.kind != 'f':
+      raise RunFilesError(f'{path}: column {column!r} holds text where numbers belong.')
+  return table
+
+
+def _plan_timeline(clients: dict[str, np.ndarray], timeline_round: Optional[int]
+                   ) -> Optional[int]:
+  if not clients.get('round', np.zeros(0)).size:
+    if timeline_round is not None:
+      raise RunFilesError(f'--timeline_round: the run has no clients.csv rows, so no '
+                          f'timeline of round {timeline_round}.')
+    return None
+  if timeline_round is None:
+    return choose_timeline_round(clients)
+  rounds = np.unique(clients['round']).astype(int)
+  if timeline_round not in rounds:
+    raise RunFilesError(f'--timeline_round: round {timeline_round} invited no clients; '
+                        f'choose one of rounds {rounds.min()}-{rounds.max()} in clients.csv.')
+  return timeline_round
+
+
 def write_report(run_dir: str, target_accuracy: Optional[float] = None,
                  timeline_round: Optional[int] = None) -> str:
-  """Writes <run_dir>/report/{*.png, summary.md}; returns the summary's path."""
+  """Writes <run_dir>/report/{*.png, summary.md}; returns the summary's path.
+
+  Reads and checks every input first (raises RunFilesError naming the file or
+  --timeline_round), so a bad input leaves an earlier report untouched.
+  """
+  metrics = _read_checked(os.path.join(run_dir, 'metrics.csv'), METRICS_COLUMNS)
+  if not metrics['round'].size:
+    raise RunFilesError(f'{os.path.join(run_dir, "metrics.csv")}: holds no rounds yet.')
+  clients_path = os.path.join(run_dir, 'clients.csv')
+  clients = (_read_checked(clients_path, CLIENTS_COLUMNS)
+             if os.path.exists(clients_path) else {})
+  round_num = _plan_timeline(clients, timeline_round)
+  acc_path = os.path.join(run_dir, 'client_accuracy.csv')
+  client_acc = (_read_checked(acc_path, ('accuracy',))
+                if os.path.exists(acc_path) else {})
+
   out = os.path.join(run_dir, REPORT_DIR)
   os.makedirs(out, exist_ok=True)
-  metrics = read_csv(os.path.join(run_dir, 'metrics.csv'))
   _plot_learning_curves(metrics, os.path.join(out, 'accuracy_loss.png'), target_accuracy)
   _plot_system_cost(metrics, os.path.join(out, 'system_cost.png'))
   lines = ['# Run summary', '', f'Run directory: `{run_dir}`', '',
@@ -251,8 +314,7 @@ def write_report(run_dir: str, target_accuracy: Optional[float] = None,
   lines += [f'| {k} | {v} |' for k, v in summary_rows(metrics, target_accuracy, clients)]
   figures = ['accuracy_loss.png', 'system_cost.png']
 
-  if clients.get('round', np.zeros(0)).size:
-    round_num = timeline_round if timeline_round is not None else choose_timeline_round(clients)
+  if round_num is not None:
     name = f'timeline_round_{round_num}.png'
     _plot_timeline(clients, round_num, os.path.join(out, name))
     figures.append(name)
@@ -260,8 +322,6 @@ def write_report(run_dir: str, target_accuracy: Optional[float] = None,
     statuses, counts = np.unique(clients['status'], return_counts=True)
     lines += [f'| {s} | {c} |' for s, c in zip(statuses, counts)]
 
-  acc_path = os.path.join(run_dir, 'client_accuracy.csv')
-  client_acc = read_csv(acc_path) if os.path.exists(acc_path) else {}
   if client_acc.get('accuracy', np.zeros(0)).size:
     _plot_client_accuracy(client_acc, os.path.join(out, 'client_accuracy.png'))
     figures.append('client_accuracy.png')

@@ -36,7 +36,6 @@ import shutil
 import time
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -308,4 +307,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

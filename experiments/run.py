@@ -9,13 +9,11 @@ Writes <output_dir>/metrics.csv (one row per round), clients.csv (each invited
 client's timeline) and config.json (the resolved configuration).
 """
 
-import json
 import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from absl import app
 from absl import flags
+from absl import logging
 import ml_collections
 
 # TensorFlow must be imported before absl's app.run: Keras imported lazily
@@ -24,6 +22,7 @@ from tf_fedscale import checkpoint
 from tf_fedscale import cli
 from tf_fedscale import runtime
 from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import output_dir as output_dir_lib
 from tf_fedscale.experiments import reporting
 from tf_fedscale.experiments import setup
 from tf_fedscale.experiments.configs import default as default_config
@@ -134,15 +133,11 @@ _RESUME = flags.DEFINE_bool(
     'resume', False, 'Continue the run in --output_dir from its newest checkpoint; '
     'the flags must match the run\'s config.json (only --rounds may change).')
 
-CONFIG_FILE = 'config.json'
-RESULT_FILES = ('metrics.csv', 'wall_clock.csv', 'clients.csv', 'client_accuracy.csv',
-                CONFIG_FILE, 'checkpoints', 'report')
-
 
 def resolve_config() -> ml_collections.ConfigDict:
   """The config file (or the default) with command-line flags applied, then the
   task's published hyper-parameters for every setting neither set."""
-  base = (config_util.load_config_file(_CONFIG.value) if _CONFIG.value
+  base = (config_util.load_config_file(_CONFIG.value, _DEFAULTS) if _CONFIG.value
           else _DEFAULTS)
   overrides = {k: flags.FLAGS[k].value for k in _DEFAULTS if flags.FLAGS[k].present}
   config = config_util.apply_overrides(base, overrides)
@@ -150,68 +145,66 @@ def resolve_config() -> ml_collections.ConfigDict:
   return setup.apply_task_defaults(config, explicit)
 
 
-def check_output_dir(output_dir: str, overwrite: bool) -> None:
-  """Refuses to touch a directory holding earlier results unless told to."""
-  existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(output_dir, f))]
-  if existing and not overwrite:
-    raise config_util.UsageError(
-        f'--output_dir: {output_dir!r} already holds results ({", ".join(existing)}); '
-        'pass --overwrite to replace them or choose another directory.')
-  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-    raise config_util.UsageError(f'--output_dir: {output_dir!r} is not a directory.')
-
-
-def check_resumable(output_dir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume a run that is not there or had other settings."""
-  path = os.path.join(output_dir, CONFIG_FILE)
-  if not os.path.isfile(path):
-    raise config_util.UsageError(
-        f'--resume: {output_dir!r} holds no run to resume ({CONFIG_FILE} missing); '
-        'drop --resume to start one.')
-  with open(path) as f:
-    saved = json.load(f)
-  differing = config_util.differing_keys(saved, config)
-  if differing:
-    details = ', '.join(f'--{k} (run: {saved.get(k)!r}, now: {config.get(k)!r})'
-                        for k in differing)
-    raise config_util.UsageError(
-        f'--resume: flags differ from the run in {output_dir!r}: {details}; '
-        'pass the run\'s values or start a new --output_dir.')
-
-
-def prepare_output_dir(output_dir: str, config: ml_collections.ConfigDict) -> None:
-  """Clears earlier results (only reached with --overwrite) and saves the config."""
-  os.makedirs(output_dir, exist_ok=True)
-  for name in RESULT_FILES:
-    path = os.path.join(output_dir, name)
-    if os.path.isdir(path):
-      shutil.rmtree(path)
-    elif os.path.exists(path):
-      os.remove(path)
-  with open(os.path.join(output_dir, CONFIG_FILE), 'w') as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+def claim_output_dir(output_dir: str, recheck: Callable[[], None]) -> output_dir_lib.Lock:
+  """Creates and locks `output_dir`, then runs `recheck` under the lock (another
+  run may have written there since the first check)."""
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+    lock = output_dir_lib.Lock(output_dir)
+    stale_pid = lock.acquire()
+  except output_dir_lib.LockedError as e:
+    cli.fail(f'--output_dir: {output_dir!r} is in use by pid {e.pid} (it holds {e.path}); '
+             'wait for that run to end or choose another directory.')
+  except OSError as e:
+    cli.fail(f'--output_dir: cannot create or lock {output_dir!r} ({e.strerror or e}); '
+             'choose another directory.')
+  if stale_pid:
+    logging.warning('took over %s from pid %d, which is no longer running',
+                    lock.path, stale_pid)
+  try:
+    recheck()
+  except config_util.UsageError as e:
+    lock.release()
+    cli.fail(str(e))
+  return lock
 
 
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
   runtime.install_exit_hooks()  # stop TFF workers on exit and SIGTERM
-  output_dir, resume = _OUTPUT_DIR.value, _RESUME.value
+  output_dir, resume, overwrite = _OUTPUT_DIR.value, _RESUME.value, _OVERWRITE.value
+
+  def check(config: ml_collections.ConfigDict) -> None:
+    if resume:
+      output_dir_lib.check_path(output_dir)
+      output_dir_lib.check_resumable(output_dir, config)
+    else:
+      output_dir_lib.check_new(output_dir, overwrite)
+
   try:
     config = resolve_config()
-    if resume:
-      check_resumable(output_dir, config)
-    else:
-      check_output_dir(output_dir, _OVERWRITE.value)
+    check(config)
     experiment = setup.build_experiment(config)
+    setup.check_workers_reachable(config)
   except config_util.UsageError as e:
     cli.fail(str(e))
-  if not resume:
-    prepare_output_dir(output_dir, config)
+  lock = claim_output_dir(output_dir, lambda: check(config))
+  try:
+    if not resume:
+      output_dir_lib.prepare(output_dir, config.to_dict())
+    run(experiment, output_dir, resume)
+  finally:
+    lock.release()
 
+
+def run(experiment: setup.Experiment, output_dir: str, resume: bool) -> None:
+  """Runs the experiment into the claimed `output_dir`, then reports."""
+  config = experiment.config
   progress = reporting.Progress(config.rounds)
-
   try:
     experiment.run(output_dir, progress.update, resume=resume)
+  except config_util.UsageError as e:   # found on resume, before any round ran
+    cli.fail(str(e))
   except checkpoint.CorruptCheckpointError as e:
     cli.fail(f'--resume: {e}; the earlier checkpoints are rounds {e.previous}: '
              f'move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}{e.version} '
@@ -225,4 +218,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -22,19 +22,18 @@ from tf_fedscale import execution
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
+from tf_fedscale import placement
 from tf_fedscale import population as population_lib
 from tf_fedscale import privacy
 from tf_fedscale import seeding
 from tf_fedscale import simulation
 from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments import output_dir as output_dir_lib
 from tf_fedscale.experiments import plugins as plugins_lib
 from tf_fedscale.tasks import base as task_base
 from tf_fedscale.tasks import registry
 from tf_fedscale.traces import default as default_traces
 from tf_fedscale.traces import loader as trace_loader
-
-CLIENT_ACCURACY_FILE = 'client_accuracy.csv'
-ASYNC_UPDATES_FILE = 'async_updates.csv'
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -117,13 +116,15 @@ class Experiment:
                                       config.adaptive_initial_accumulator or None),
           self.task.train_data, self.population, plugins.selector, accountant,
           self.local_work, async_config(config), aggregator=plugins.aggregator,
-          client_log=(asynchronous.client_log(os.path.join(output_dir, ASYNC_UPDATES_FILE))
+          client_log=(asynchronous.client_log(
+              os.path.join(output_dir, output_dir_lib.ASYNC_UPDATES_FILE))
                       if output_dir else None),
           **driver_kwargs)
     return simulation.Simulation(
         plugins.process, self.task.train_data, self.population, plugins.selector,
         accountant, self.local_work,
-        client_log=(metrics.ClientLog(os.path.join(output_dir, 'clients.csv'),
+        client_log=(metrics.ClientLog(os.path.join(output_dir,
+                                                   output_dir_lib.CLIENTS_FILE),
                                       metrics.TIMELINE_COLUMNS)
                     if output_dir else None),
         **driver_kwargs)
@@ -140,19 +141,22 @@ class Experiment:
     continues from the newest one. A round that fails on a dying worker is
     called again with the same state after the worker is restarted or dropped
     (tf_fedscale/worker_pool.py)."""
-    checkpointer = (checkpoint.Checkpointer(os.path.join(output_dir, 'checkpoints'),
-                                            self.config.checkpoint_every)
+    checkpointer = (checkpoint.Checkpointer(
+        os.path.join(output_dir, output_dir_lib.CHECKPOINT_DIR),
+        self.config.checkpoint_every)
                     if output_dir else None)
     with execution.from_config(self.config) as pool:
       sim = self.build_simulation(output_dir)
       state = sim.restore(checkpointer) if resume else None
       if state is not None:
+        output_dir_lib.cut_to_checkpoint(output_dir, state.round_num)
         restore_privacy_report(sim, output_dir, state.round_num)
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
                       checkpointer, executor=pool)
       if output_dir:
-        self.write_client_accuracy(sim.model_weights(state.process_state),
-                                   os.path.join(output_dir, CLIENT_ACCURACY_FILE))
+        self.write_client_accuracy(
+            sim.model_weights(state.process_state),
+            os.path.join(output_dir, output_dir_lib.CLIENT_ACCURACY_FILE))
       return state
 
   def write_client_accuracy(self, model_weights: tff.learning.models.ModelWeights,
@@ -265,11 +269,37 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         min_samples=config.min_samples, max_samples=config.max_samples,
         cache_dir=config.cache_dir, options=config.task_options)
   except (ValueError, FileNotFoundError) as e:
-    raise config_util.UsageError(f'--task/--data_dir: {e}') from e
+    raise config_util.UsageError(registry.blame(e)) from e
   population = build_population(config, task)
   start_time_s = max(first_round_time_s(population, config.clients_per_round),
                      3600.0 * config.start_time_h)  # --start_time_h: not before
+  if config.mode == 'async':
+    _check_async_buffer(config, population.num_clients)
   local_work = local_work_lib.LocalWork(
       batch_size=config.batch_size, local_steps=config.local_steps or None,
       local_epochs=config.local_epochs or None, shuffle_seed=config.seed)
   return Experiment(config, task, population, local_work, start_time_s)
+
+
+def _check_async_buffer(config: ml_collections.ConfigDict, num_clients: int) -> None:
+  """Refuses a FedBuff buffer that would wait on more updates than there are
+  clients: every buffered update is a model-sized tensor held in memory, and
+  such a step would come after most of the population trained (FedBuff takes
+  buffer_size <= concurrency; 10 of 1,000 in Nguyen et al. 2022)."""
+  buffer_size = config.buffer_size or config.clients_per_round
+  if buffer_size > num_clients:
+    raise config_util.UsageError(
+        f'--buffer_size: {buffer_size} updates per server step exceeds the '
+        f'{num_clients} training clients, so a step would wait on every client '
+        'training more than once while the buffer grows in memory; lower it '
+        '(at most --max_concurrency is usual).')
+
+
+def check_workers_reachable(config: ml_collections.ConfigDict,
+                            timeout_s: float = 5.0) -> None:
+  """With --execution=remote:..., connects to every worker (raises UsageError
+  naming the first one unreachable), so a run never writes its output
+  directory and then waits on a worker that is not there."""
+  problem = placement.unreachable_worker(config.execution, timeout_s)
+  if problem:
+    raise config_util.UsageError(f'--execution: {problem}')

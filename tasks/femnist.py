@@ -49,7 +49,7 @@ def load_source(data_dir: str, digits: bool, cache_dir: str):
   name = 'emnist' if digits else 'femnist'
   if leaf.has_leaf_layout(data_dir):
     splits = leaf.load(data_dir, cache_dir, dataset=name, published=PUBLISHED,
-                       label_below=10 if digits else None)
+                       label_below=10 if digits else None, num_classes=62)
     fn = _from_leaf
   elif tff_sqlite.has_database('emnist', data_dir):
     names = ('digits_train', 'digits_test') if digits else ('train', 'test')

@@ -87,6 +87,21 @@ def _read_shard(path: str) -> dict:
     raise ValueError(f'{path}: not a readable LEAF JSON file ({e}).') from e
   if not isinstance(data, dict) or 'users' not in data or 'user_data' not in data:
     raise ValueError(f'{path}: not LEAF JSON (needs "users" and "user_data" keys).')
+  users, user_data = data['users'], data['user_data']
+  if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+    raise ValueError(f'{path}: "users" must be a list of user names, got '
+                     f'{str(users)[:60]!r}.')
+  if not isinstance(user_data, dict):
+    raise ValueError(f'{path}: "user_data" must map user names to {{"x", "y"}}.')
+  absent = [u for u in users if u not in user_data]
+  if absent:
+    raise ValueError(f'{path}: {len(absent)} user(s) listed in "users" have no entry in '
+                     f'"user_data", e.g. {absent[0]!r}.')
+  unlisted = [u for u in user_data if u not in set(users)]
+  if unlisted:
+    logging.warning('%s: %d user(s) in "user_data" are not listed in "users" and are '
+                    'left out (LEAF lists every user), e.g. %r', path, len(unlisted),
+                    unlisted[0])
   return data
 
 
@@ -100,8 +115,17 @@ def _infer_schema(path: str, data: dict) -> dict[str, storage.Field]:
   raise ValueError(f'{path}: no user holds any "x" values.')
 
 
+def _check_labels(labels: list, num_classes: int, where: str) -> None:
+  """Every label an integer class id in [0, num_classes)."""
+  for j, label in enumerate(labels):
+    if not (_is_number(label) and label == int(label) and 0 <= label < num_classes):
+      raise ValueError(f'{where} example {j}: label {label!r} is not a class id in '
+                       f'[0, {num_classes}).')
+
+
 def _convert(files_by_split: dict[str, list[str]], path: str,
-             label_below: Optional[int] = None) -> None:
+             label_below: Optional[int] = None,
+             num_classes: Optional[int] = None) -> None:
   every_file = [f for files in files_by_split.values() for f in files]
   first = _read_shard(every_file[0])
   schema = _infer_schema(every_file[0], first)
@@ -126,14 +150,16 @@ def _convert(files_by_split: dict[str, list[str]], path: str,
             declared_total[split] = declared_total.get(split, 0) + int(declared[i])
             if declared[i] != n:
               mismatched.append(f'{shard}: {user} declares {declared[i]}, holds {n}')
+          if num_classes is not None:
+            _check_labels(columns['y'], num_classes, f'{shard}: user {user!r}')
           rows = range(n)
           if label_below is not None:
             rows = [j for j in rows if columns['y'][j] < label_below]
           try:
             writer.add(split, str(user), [{k: columns[k][j] for k in schema} for j in rows])
-          except (ValueError, TypeError) as e:
-            raise ValueError(f'{shard}: user {user!r}: {e} (schema inferred from the '
-                             f'first user of {every_file[0]}).') from e
+          except storage.ExampleError as e:
+            raise ValueError(f'{shard}: user {user!r} example {rows[e.index]}: {e} (schema '
+                             f'inferred from the first user of {every_file[0]}).') from e
   if mismatched:
     logging.warning('LEAF num_samples disagree with the examples held for %d users '
                     '(the examples are used), e.g. %s', len(mismatched), mismatched[0])
@@ -141,12 +167,14 @@ def _convert(files_by_split: dict[str, list[str]], path: str,
 
 def load(data_dir: str, cache_dir: Optional[str] = None,
          splits: Sequence[str] = SPLITS, dataset: str = 'LEAF',
-         published: str = PUBLISHED, label_below: Optional[int] = None
-         ) -> dict[str, sources.ClientSplit]:
+         published: str = PUBLISHED, label_below: Optional[int] = None,
+         num_classes: Optional[int] = None) -> dict[str, sources.ClientSplit]:
   """Every split of `splits` that has shards, as `ClientSplit`s of {'x', 'y'} dicts.
 
   With `label_below`, only examples whose (scalar) label is below it are kept
   (FEMNIST's digits are labels 0-9), and users left without any are dropped.
+  With `num_classes`, every label must be a class id in [0, num_classes): a
+  bad one is a ValueError naming shard, user and example, before any round.
   Raises FileNotFoundError when no split has any shard.
   """
   files_by_split = {s: split_files(data_dir, s) for s in splits} if data_dir else {}
@@ -157,9 +185,9 @@ def load(data_dir: str, cache_dir: Optional[str] = None,
         published)
   every_file = [f for files in files_by_split.values() for f in files]
   key = storage.fingerprint(every_file, splits=sorted(files_by_split),
-                            label_below=label_below)
+                            label_below=label_below, num_classes=num_classes)
   path = os.path.join(storage.resolve_cache_dir(cache_dir), f'leaf-{key}.sqlite')
   if not os.path.exists(path):
-    _convert(files_by_split, path, label_below)
+    _convert(files_by_split, path, label_below, num_classes)
   parse = storage.build_parser(storage.read_schema(path))
   return {s: sources.open_split(path, s, parse) for s in files_by_split}

@@ -23,8 +23,10 @@ from tf_fedscale.tasks import openimage
 from tf_fedscale.tasks import reddit
 from tf_fedscale.tasks import shakespeare
 from tf_fedscale.tasks import stackoverflow
+from tf_fedscale.tasks import sources
 from tf_fedscale.tasks import synthetic
 from tf_fedscale.tasks import tfds_task
+from tf_fedscale import cli
 
 TaskBuilder = Callable[..., base.Task]
 
@@ -55,9 +57,7 @@ def _synthetic(data_dir, seed, model='', min_samples=1, max_samples=0, cache_dir
   del data_dir, model, cache_dir
   task = synthetic.build(num_clients=num_clients, alpha=alpha, beta=beta, seed=seed,
                          shared_model=shared_model)
-  keep = task.num_train_examples >= max(min_samples, 1)
-  if max_samples > 0:
-    keep &= task.num_train_examples <= max_samples
+  keep = sources.size_mask(task.num_train_examples, min_samples, max_samples)
   if keep.all():
     return task
   ids = [c for c, k in zip(task.train_data.client_ids, keep) if k]
@@ -151,11 +151,21 @@ def parse_options(name: str, text: str) -> dict[str, Any]:
   for item in filter(None, (s.strip() for s in (text or '').split(','))):
     key, sep, value = item.partition('=')
     key = key.strip()
-    if not sep or key not in spec.options:
-      raise ValueError(f'--task_options: unknown option {item!r} for task {name}; '
+    if not sep and key in spec.options:
+      raise ValueError(f'--task_options: option {key!r} has no value; write '
+                       f'{key}=VALUE (default {spec.options[key]!r}).')
+    if key not in spec.options:
+      raise ValueError(f'--task_options: unknown option {key!r} for task {name}; '
                        f'options (with defaults): {dict(spec.options) or "none"}.')
     options[key] = _convert(key, value.strip(), spec.options[key])
   return options
+
+
+def blame(error: Exception) -> str:
+  """The error line of a `build_task` error: its own flag when it names one
+  (`--min_samples: ...`), else --task/--data_dir (the data or the task)."""
+  message = str(error)
+  return message if message.startswith('--') else f'--task/--data_dir: {message}'
 
 
 def build_task(name: str, data_dir: str, seed: int, *, model: str = '',
@@ -175,8 +185,12 @@ def build_task(name: str, data_dir: str, seed: int, *, model: str = '',
                      f'{list(spec.models)}.')
   if model and not spec.models:
     raise ValueError(f'task {name} has a fixed model; leave --model empty.')
+  cache_problem = cli.output_dir_problem(cache_dir) if cache_dir else None
+  if cache_problem:
+    raise ValueError(f'--cache_dir: {cache_problem}')
   if min_samples < 0 or max_samples < 0 or (max_samples and max_samples < min_samples):
-    raise ValueError(f'need 0 <= min_samples <= max_samples (0: no maximum), got '
+    raise ValueError(f'--min_samples/--max_samples: need 0 <= min_samples <= '
+                     'max_samples (0: no maximum), got '
                      f'{min_samples} and {max_samples}.')
   return spec.build(data_dir=data_dir, seed=seed, model=model, min_samples=min_samples,
                     max_samples=max_samples, cache_dir=cache_dir,

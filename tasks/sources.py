@@ -52,10 +52,22 @@ class ClientSplit:
 
   def filter_sizes(self, min_samples: int = 1, max_samples: int = 0) -> 'ClientSplit':
     """Clients holding [min_samples, max_samples] examples (max 0: no bound)."""
-    mask = self.num_examples >= max(min_samples, 1)
-    if max_samples > 0:
-      mask &= self.num_examples <= max_samples
-    return self.keep(mask)
+    return self.keep(size_mask(self.num_examples, min_samples, max_samples))
+
+
+def size_mask(num_examples: np.ndarray, min_samples: int, max_samples: int) -> np.ndarray:
+  """Which training clients hold [min_samples, max_samples] examples (max 0: no
+  bound); raises ValueError naming the flags when none does."""
+  mask = num_examples >= max(min_samples, 1)
+  if max_samples > 0:
+    mask &= num_examples <= max_samples
+  if not mask.any():
+    raise ValueError(
+        f'--min_samples/--max_samples: no training client holds between {min_samples} '
+        f'and {max_samples or "any number of"} examples (sizes range '
+        f'{num_examples.min()}-{num_examples.max()}); lower --min_samples or raise '
+        '--max_samples.')
+  return mask
 
 
 def open_split(path: str, split: str, parse: Callable[[tf.Tensor], Any]) -> ClientSplit:
@@ -74,14 +86,7 @@ class FederatedSource:
   def filter_train(self, min_samples: int = 1, max_samples: int = 0) -> 'FederatedSource':
     """Filters training clients by size (test clients are all kept, as FedScale's
     `filter_less`/`filter_more` only shape the training population)."""
-    train = self.train.filter_sizes(min_samples, max_samples)
-    if not len(train):
-      raise ValueError(
-          f'no training client holds between {min_samples} and '
-          f'{max_samples or "any number of"} examples (sizes range '
-          f'{self.train.num_examples.min()}-{self.train.num_examples.max()}); '
-          'lower --min_samples or raise --max_samples.')
-    return dataclasses.replace(self, train=train)
+    return dataclasses.replace(self, train=self.train.filter_sizes(min_samples, max_samples))
 
 
 def missing_data_error(dataset: str, data_dir: str, expected: Sequence[str],

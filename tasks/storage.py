@@ -136,6 +136,14 @@ def build_parser(schema: Schema) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
   return parse
 
 
+class ExampleError(ValueError):
+  """Example `index` (of one `StoreWriter.add` call) does not fit the schema."""
+
+  def __init__(self, index: int, cause: Exception):
+    super().__init__(str(cause))
+    self.index = index
+
+
 class StoreWriter:
   """Writes a store: `add(split, client_id, examples)` per client, then `close`.
 
@@ -162,7 +170,12 @@ class StoreWriter:
     self._counts: dict[tuple[str, str], int] = {}
 
   def add(self, split: str, client_id: str, examples: Iterable[Mapping[str, Any]]) -> int:
-    rows = [(split, client_id, encode_example(self.schema, e)) for e in examples]
+    rows = []
+    for i, example in enumerate(examples):
+      try:
+        rows.append((split, client_id, encode_example(self.schema, example)))
+      except (ValueError, TypeError) as e:
+        raise ExampleError(i, e) from e
     if not rows:   # clients without examples are not recorded
       return 0
     self._con.executemany('INSERT INTO examples VALUES (?, ?, ?)', rows)

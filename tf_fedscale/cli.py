@@ -4,18 +4,35 @@ on stderr and exit status 2; absl logs only warnings unless --verbosity is set.
 Imports no TensorFlow, so entry points that exec other programs stay light.
 """
 
+import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, Optional
 
+from absl import app
 from absl import flags
 from absl import logging
 
 
 def fail(message: str) -> NoReturn:
   """Prints `error: <message>` (one line naming the flag or file) and exits 2."""
-  print(f'error: {message}', file=sys.stderr, flush=True)
+  print(f'error: {" ".join(message.split())}', file=sys.stderr, flush=True)
   sys.exit(2)
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """Parses `argv` into absl's FLAGS; a flag that does not parse (unknown,
+  missing value, `--rounds=1e9`) is one error line and exit 2, not absl's
+  usage dump."""
+  try:
+    return flags.FLAGS(list(argv))
+  except flags.Error as e:
+    fail(f'{e}; see --helpfull for the flags and their types.')
+
+
+def run(main: Callable[[Sequence[str]], Any]) -> None:
+  """`absl.app.run(main)` with `parse_flags` as the flag parser."""
+  app.run(main, flags_parser=parse_flags)
 
 
 def start(argv: Sequence[str]) -> None:
@@ -24,3 +41,19 @@ def start(argv: Sequence[str]) -> None:
     fail(f'unexpected arguments {list(argv[1:])}; all options are --flags.')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+
+
+def output_dir_problem(output_dir: str) -> Optional[str]:
+  """What keeps `output_dir` from receiving results (empty, a file or under
+  one, not writable), or None; checked before any work so nothing fails late."""
+  if not output_dir:
+    return 'empty; name a directory for the results.'
+  path = os.path.abspath(output_dir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    where = 'is' if path == os.path.abspath(output_dir) else 'lies under'
+    return f'{output_dir!r} {where} a file ({path}); name a directory.'
+  if not os.access(path, os.W_OK | os.X_OK):
+    return f'cannot write into {path} (permission denied); choose another directory.'
+  return None

@@ -14,6 +14,9 @@ from tf_fedscale import accounting
 from tf_fedscale import coroutines
 
 ROUND_KEY = 'round'
+METRICS_FILE = 'metrics.csv'
+WALL_CLOCK_FILE = 'wall_clock.csv'
+TENSORBOARD_DIR = 'tensorboard'
 TIMELINE_COLUMNS = ('round', 'client_id', 'status', 'start_s', 'download_s',
                     'compute_s', 'upload_s', 'end_s', 'samples', 'bytes_down',
                     'bytes_up')
@@ -37,14 +40,14 @@ def build_release_managers(output_dir: str, tensorboard: bool = False
   is_wall_clock = lambda path: path[-1] in WALL_CLOCK_KEYS
   managers = [
       tff.program.FilteringReleaseManager(
-          _csv(os.path.join(output_dir, 'metrics.csv')),
+          _csv(os.path.join(output_dir, METRICS_FILE)),
           lambda path: not is_wall_clock(path)),
       tff.program.FilteringReleaseManager(
-          _csv(os.path.join(output_dir, 'wall_clock.csv')), is_wall_clock),
+          _csv(os.path.join(output_dir, WALL_CLOCK_FILE)), is_wall_clock),
   ]
   if tensorboard:
     managers.append(tff.program.TensorBoardReleaseManager(
-        os.path.join(output_dir, 'tensorboard')))
+        os.path.join(output_dir, TENSORBOARD_DIR)))
   return managers
 
 

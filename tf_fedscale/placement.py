@@ -8,6 +8,7 @@ contexts.
 import dataclasses
 import os
 import re
+import socket
 from collections.abc import Sequence
 from typing import Optional
 
@@ -166,4 +167,19 @@ def validate_flags(execution: str, worker_devices: str) -> Optional[tuple[str, s
     plan_placements(spec.num_workers, devices)
   except ValueError as e:
     return 'worker_devices', str(e)
+  return None
+
+
+def unreachable_worker(execution: str, timeout_s: float = 5.0) -> Optional[str]:
+  """For `--execution=remote:...`, the first worker that refuses or does not
+  answer a TCP connection within `timeout_s` (as a problem text), else None."""
+  spec = parse_execution(execution)
+  for address in spec.addresses:
+    host, _, port = address.rpartition(':')
+    try:
+      with socket.create_connection((host.strip('[]'), int(port)), timeout=timeout_s):
+        pass
+    except OSError as e:
+      return (f'remote worker {address} is not reachable ({e.strerror or e}); start it '
+              'with python -m tf_fedscale.worker --port=PORT, or fix HOST:PORT.')
   return None

@@ -20,7 +20,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 
 from tf_fedscale import cli
@@ -76,4 +75,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -12,7 +12,6 @@ the converted files matches a run on the pickles.
 
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 
 from tf_fedscale import cli
@@ -77,4 +76,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -14,7 +14,6 @@ standard library's `inspect`.
 import os
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 import matplotlib
 
@@ -177,6 +176,11 @@ def main(argv: Sequence[str]) -> None:
   cli.start(argv)
   if args.num_devices < 1:
     cli.fail(f'--num_devices: must be positive, got {args.num_devices}.')
+  if args.seed < 0:
+    cli.fail(f'--seed: must be >= 0, got {args.seed}.')
+  problem = cli.output_dir_problem(args.output_dir)
+  if problem:
+    cli.fail(f'--output_dir: {problem}')
   try:
     devices, device_source, trace, trace_source = load(
         args.device_trace, args.availability_trace, args.num_devices, args.seed)
@@ -186,11 +190,15 @@ def main(argv: Sequence[str]) -> None:
   print(device_summary(devices, device_source))
   print()
   print(availability_summary(trace, trace_source))
-  paths = write_plots(devices, trace, args.output_dir)
+  try:
+    paths = write_plots(devices, trace, args.output_dir)
+  except OSError as e:
+    cli.fail(f'--output_dir: cannot write {e.filename or args.output_dir} '
+             f'({e.strerror or e}).')
   print()
   print('plots: ' + ', '.join(paths))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)
