@@ -155,7 +155,7 @@ def parse_options(name: str, text: str) -> dict[str, Any]:
       raise ValueError(f'--task_options: option {key!r} has no value; write '
                        f'{key}=VALUE (default {spec.options[key]!r}).')
     if key not in spec.options:
-      raise ValueError(f'--task_options: unknown option {key!r} for task {name}; '
+      raise ValueError(f'--task_options: unknown option {item!r} for task {name}; '
                        f'options (with defaults): {dict(spec.options) or "none"}.')
     options[key] = _convert(key, value.strip(), spec.options[key])
   return options

@@ -102,6 +102,41 @@ class LeafTest(LoaderTestCase):
     np.testing.assert_allclose(got[0]['x'], raw['user_data'][writers[2]]['x'][0], atol=1e-6)
     self.assertEqual([e['y'] for e in got], raw['user_data'][writers[2]]['y'])
 
+  def test_bad_examples_name_file_user_and_example(self):
+    data = self.path('bad')
+    users = {'u1': {'x': [[1, 2]] * 3, 'y': [1, 2, 3]},
+             'u2': {'x': [[1, 2], [1, 2], [1, 2, 3]], 'y': [0, 1, 2]}}
+    fixtures.write_leaf_shard(os.path.join(data, 'train', 'a.json'), users)
+    with self.assertRaisesRegex(ValueError, r"a.json: user 'u2' example 2: x: expected shape"):
+      leaf.load(data, self.cache)
+    users['u2']['x'][2] = [1, 2]
+    users['u1']['y'][1] = 7
+    fixtures.write_leaf_shard(os.path.join(data, 'train', 'a.json'), users)
+    with self.assertRaisesRegex(ValueError, r"user 'u1' example 1: label 7 is not a class "
+                                r'id in \[0, 5\)'):
+      leaf.load(data, self.cache, num_classes=5)
+    self.assertLen(leaf.load(data, self.cache, num_classes=8)['train'].client_ids, 2)
+
+  def test_users_must_match_user_data(self):
+    data = self.path('users')
+    path = os.path.join(data, 'train', 'a.json')
+    fixtures.write_leaf_shard(path, {'u1': {'x': [[1.0]], 'y': [0]},
+                                     'u2': {'x': [[2.0]], 'y': [1]}})
+    with open(path) as f:
+      raw = json.load(f)
+    for users, error in ((['u1', 'u3'], "have no entry in \"user_data\", e.g. 'u3'"),
+                         ('u1', '"users" must be a list')):
+      with open(path, 'w') as f:
+        json.dump(dict(raw, users=users), f)
+      with self.assertRaisesRegex(ValueError, error):
+        leaf.load(data, self.cache)
+    with open(path, 'w') as f:
+      json.dump(dict(raw, users=['u1']), f)
+    with self.assertLogs(level='WARNING') as logs:
+      splits = leaf.load(data, self.cache)
+    self.assertEqual(splits['train'].client_ids, ('u1',))
+    self.assertIn("left out (LEAF lists every user), e.g. 'u2'", '\n'.join(logs.output))
+
   def test_cached_conversion_is_reused_and_invalidated(self):
     data = self.path('leaf')
     fixtures.write_leaf_shard(os.path.join(data, 'train', 'a.json'),

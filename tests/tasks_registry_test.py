@@ -34,6 +34,8 @@ class OptionsTest(absltest.TestCase):
       registry.parse_options('cifar100', 'crop=big')
     with self.assertRaisesRegex(ValueError, 'unknown option'):
       registry.parse_options('femnist', 'seq_len=3')
+    with self.assertRaisesRegex(ValueError, "option 'crop' has no value; write crop=VALUE"):
+      registry.parse_options('cifar100', 'crop')
 
   def test_bad_names_models_and_sizes(self):
     with self.assertRaisesRegex(ValueError, "unknown task 'mnist'"):
