@@ -84,6 +84,31 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
       self.assertLen(pool.workers, 1)
       self.assertTrue(any('dropped it from the pool' in e for e in pool.events))
 
+  def test_worker_killed_while_being_restarted_gets_every_restart(self):
+    with worker_pool.WorkerPool('local', max_restarts=3) as pool:
+      sim = cases.tiny_fedavg_simulation()
+      pool.protect(sim)
+      state = sim.initialize()
+      worker = pool.workers[0]
+      restart = worker.restart
+      killed = []
+
+      def restart_and_die(failure: bool = True) -> None:
+        restart(failure)
+        if len(killed) < 2:   # the first two restarts die before serving
+          killed.append(worker.pid)
+          os.kill(worker.pid, signal.SIGKILL)
+          worker._process.wait()  # pylint: disable=protected-access
+
+      worker.restart = restart_and_die
+      worker.stop()
+      state, record = sim.run_round(state)
+      self.assertEqual(record['completed'], 8)
+      self.assertLen(killed, 2)
+      self.assertEqual(worker.restarts, 3)
+      self.assertEqual(sum('recovering again' in e for e in pool.events), 2)
+      self.assertIn('(restart 3 of 3)', '\n'.join(pool.events))
+
   def test_async_training_survives_a_dead_worker(self):
 
     def fedbuff():

@@ -168,8 +168,22 @@ class WorkerPool:
     return [w.address for w in self.workers if not w.is_alive()]
 
   def recover(self) -> None:
-    """Restarts or drops the failed workers and rebuilds the context."""
+    """Restarts or drops the failed workers and rebuilds the context. A worker
+    that dies again before serving (killed while being restarted) is one more
+    failure: it is restarted again, up to `max_restarts` in all, then dropped."""
     self._disconnect(close=False)
+    while True:
+      replaced = self._replace_failed_workers()
+      try:
+        self._connect()
+        return
+      except runtime.WorkerUnavailableError as e:
+        if not replaced:   # nobody to restart or drop: it would only repeat
+          raise
+        self._log('%s; recovering again.', worker_errors.first_line(e))
+
+  def _replace_failed_workers(self) -> int:
+    """Restarts or drops every dead or unreachable worker; returns how many."""
     bad = set(self.unhealthy())
     if not bad:
       self._log('no worker found dead; reconnecting to all %d.', len(self.pool))
@@ -182,30 +196,30 @@ class WorkerPool:
         raise RuntimeError('execution: every remote worker failed; none left of '
                            f'{list(self.spec.addresses)}.')
       self.addresses = kept
-    else:
-      survivors = []
-      for worker in self.workers:
-        if worker.address not in bad:
-          survivors.append(worker)
-          continue
-        old = worker.describe()
-        status = worker.exit_status
-        if worker.restarts < self.max_restarts:
-          worker.restart()
-          survivors.append(worker)
-          self._log('worker %s on %s exited (status %s); restarted it as %s '
-                    '(restart %d of %d).', old, worker.placement.device, status,
-                    worker.describe(), worker.restarts, self.max_restarts)
-        else:
-          worker.stop()
-          self._log('worker %s on %s exited (status %s) after %d restarts; '
-                    'dropped it from the pool.', old, worker.placement.device,
-                    status, worker.restarts)
-      if not survivors:
-        raise RuntimeError('execution: every local worker failed more than '
-                           f'{self.max_restarts} times.')
-      self.workers = survivors
-    self._connect()
+      return len(bad)
+    survivors = []
+    for worker in self.workers:
+      if worker.address not in bad:
+        survivors.append(worker)
+        continue
+      old = worker.describe()
+      status = worker.exit_status
+      if worker.restarts < self.max_restarts:
+        worker.restart()
+        survivors.append(worker)
+        self._log('worker %s on %s exited (status %s); restarted it as %s '
+                  '(restart %d of %d).', old, worker.placement.device, status,
+                  worker.describe(), worker.restarts, self.max_restarts)
+      else:
+        worker.stop()
+        self._log('worker %s on %s exited (status %s) after %d restarts; '
+                  'dropped it from the pool.', old, worker.placement.device,
+                  status, worker.restarts)
+    if not survivors:
+      raise RuntimeError('execution: every local worker failed more than '
+                         f'{self.max_restarts} times.')
+    self.workers = survivors
+    return len(bad)
 
   def call(self, fn: Callable[..., T], *args,
            description: str = 'call', on_retry: Optional[Callable[[], None]] = None,
