@@ -6,7 +6,9 @@ r"""Runs one trace-driven federated simulation.
 
 Every key of the config is also a flag; flags given on the command line win.
 Writes <output_dir>/metrics.csv (one row per round), clients.csv (each invited
-client's timeline) and config.json (the resolved configuration).
+client's timeline) and config.json (the resolved configuration), holding
+<output_dir>/run.lock meanwhile; every flag is checked (and remote workers
+reached) before the first file is written.
 """
 
 import os
