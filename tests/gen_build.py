@@ -1,7 +1,7 @@
 """Writes every BUILD file from the code: run it after adding a module or a test.
 
 - one `py_library` per module, whose deps are the modules it imports (read with `ast`);
-- one `py_binary` per program (a module calling `app.run(main)`), beside its library
+- one `py_binary` per program (a module calling `app.run(main)` or `cli.run(main)`), beside its library
   `<name>_lib` for the modules and tests that import it;
 - one `py_test` per tests/*_test.py: deps from its imports, `data` for the programs it
   runs (`-m tf_fedscale...`), the ../shared datasets it reads (`@shared//:<dataset>`,
@@ -83,8 +83,11 @@ def _label(rel: str, from_folder: str, binaries: set[str]) -> str:
 
 
 def _is_binary(tree: ast.Module) -> bool:
-  return any(isinstance(n, ast.Call) and ast.unparse(n.func) == 'app.run'
-             for n in ast.walk(tree))
+  """Whether the module's `if __name__ == '__main__':` calls app.run or cli.run."""
+  mains = [n for n in tree.body if isinstance(n, ast.If)
+           and ast.unparse(n.test) == "__name__ == '__main__'"]
+  return any(isinstance(n, ast.Call) and ast.unparse(n.func) in ('app.run', 'cli.run')
+             for main in mains for n in ast.walk(main))
 
 
 def _imports(tree: ast.Module, modules: dict[str, str]) -> tuple[set[str], set[str]]:
