@@ -22,10 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fedscale import cli
+from tf_fedscale import runtime
 from tf_fedscale.tasks import registry
-# Releases the TFF context `import tensorflow_federated` installs before
-# teardown, so no "Exception ignored in ServiceManager.__del__" at exit.
-from tf_fedscale import runtime  # pylint: disable=unused-import
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
@@ -158,6 +156,9 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
+  # Releases the context `import tensorflow_federated` installed before teardown:
+  # no "Exception ignored in ServiceManager.__del__" at exit.
+  runtime.install_exit_hooks()
   f = flags.FLAGS
   if not f.task:
     cli.fail(f'--task: required; choose from {sorted(registry.TASKS)}.')
