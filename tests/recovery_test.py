@@ -87,7 +87,6 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
   def test_worker_killed_while_being_restarted_gets_every_restart(self):
     with worker_pool.WorkerPool('local', max_restarts=3) as pool:
       sim = cases.tiny_fedavg_simulation()
-      pool.protect(sim)
       state = sim.initialize()
       worker = pool.workers[0]
       restart = worker.restart
@@ -102,8 +101,8 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
 
       worker.restart = restart_and_die
       worker.stop()
-      state, record = sim.run_round(state)
-      self.assertEqual(record['completed'], 8)
+      state, record = pool.call(sim.run_round, state, description='round 1')
+      self.assertEqual(record.metrics['completed'], 8)
       self.assertLen(killed, 2)
       self.assertEqual(worker.restarts, 3)
       self.assertEqual(sum('recovering again' in e for e in pool.events), 2)
