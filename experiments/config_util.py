@@ -1,9 +1,9 @@
 """Experiment configuration: an ml_collections config file overridden by flags,
 validated before anything touches the output directory."""
 
-import importlib.util
 import math
 import os
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,9 +30,13 @@ def load_config_file(path: str, defaults: ml_collections.ConfigDict
     raise UsageError(f'--config: {path!r} is not a readable file; pass the path '
                      'of a config module such as experiments/configs/default.py.')
   try:
-    spec = importlib.util.spec_from_file_location('_tf_fedscale_config', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # Executed from source, not imported: an import would write __pycache__/ beside
+    # the user's file.
+    with open(path, encoding='utf-8') as f:
+      code = compile(f.read(), path, 'exec')
+    module = types.ModuleType('_tf_fedscale_config')
+    module.__file__ = path
+    exec(code, module.__dict__)  # pylint: disable=exec-used
     config = module.get_config()
   except SystemExit as e:
     raise UsageError(f'--config: {path!r} called sys.exit({e.code!r}) instead of '
