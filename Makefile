@@ -12,7 +12,7 @@ venv: $(STAMP)
 # TFF 0.87 pins jaxlib==0.4.14, which is not on PyPI: every dependency is pinned in
 # requirements.txt (jax/jaxlib 0.4.13) and TFF itself goes in with --no-deps. Last, the
 # project itself, editable, so `import tf_fedscale` works from any directory.
-$(STAMP): requirements.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
