@@ -24,7 +24,6 @@ from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
 from tf_fedscale import placement
 from tf_fedscale import population as population_lib
-from tf_fedscale import privacy
 from tf_fedscale import seeding
 from tf_fedscale import simulation
 from tf_fedscale.experiments import config_util
@@ -150,7 +149,6 @@ class Experiment:
       state = sim.restore(checkpointer) if resume else None
       if state is not None:
         output_dir_lib.cut_to_checkpoint(output_dir, state.round_num)
-        restore_privacy_report(sim, output_dir, state.round_num)
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
                       checkpointer, executor=pool)
       if output_dir:
@@ -193,25 +191,6 @@ def async_config(config: ml_collections.ConfigDict) -> asynchronous.AsyncConfig:
       buffer_size=config.buffer_size or config.clients_per_round,
       max_staleness=config.max_staleness,
       staleness_weighting=config.staleness_weighting)
-
-
-def restore_privacy_report(sim: simulation.Driver, output_dir: str,
-                           round_num: int) -> None:
-  """Replays the `dp_sampling_rate` of rounds 1..round_num from metrics.csv
-  into the run's privacy report, so a resumed run composes the same epsilon."""
-  reports = [h for h in sim.hooks.hooks if isinstance(h, privacy.PrivacyReport)]
-  if not reports:
-    return
-  with open(os.path.join(output_dir, 'metrics.csv'), newline='') as f:
-    rates = {int(row['round']): float(row['dp_sampling_rate'])
-             for row in csv.DictReader(f) if row.get('dp_sampling_rate')}
-  missing = [r for r in range(1, round_num + 1) if r not in rates]
-  if missing:
-    raise config_util.UsageError(
-        f'--resume: {output_dir}/metrics.csv has no dp_sampling_rate for rounds '
-        f'{missing[:5]}, so the epsilon cannot be composed; start a new run.')
-  for report in reports:
-    report.restore(rates[r] for r in range(1, round_num + 1))
 
 
 _LOCAL_WORK = {'local_steps', 'local_epochs'}

@@ -196,6 +196,26 @@ class AsynchronousTest(absltest.TestCase):
     self.assertNotEmpty(np.intersect1d(picked, explored))
     self.assertNotEmpty(selector.last_exploited)
 
+  def test_oort_exploration_decays_once_per_server_step(self):
+    selector = oort.OortSelector(4, exploration=0.9, exploration_decay=0.98,
+                                 exploration_min=0.3)
+    steps_selecting = []
+    select = selector.select
+    def counting_select(round_num, *args):
+      steps_selecting.append(round_num)
+      return select(round_num, *args)
+    selector.select = counting_select
+    sim = self._async(_population(self.task, np.arange(20) + 1.0), selector,
+                      asynchronous.AsyncConfig(4, 2, max_staleness=3),
+                      model_fn=self._loss_model_fn())
+    sim.run(sim.initialize(), 5)
+    last_step = steps_selecting[-1]
+    self.assertGreater(len(steps_selecting), last_step)  # several calls per step
+    expected = 0.9  # FedScale's max(exploration x decay, min), once per step
+    for _ in range(last_step):
+      expected = max(expected * 0.98, 0.3)
+    self.assertAlmostEqual(selector.exploration, expected, places=12)
+
   def test_the_aggregator_aggregates_the_buffer(self):
     clip = 0.01
     agg = aggregators.build_aggregator('clipping', clip_norm=clip)

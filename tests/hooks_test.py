@@ -12,6 +12,7 @@ import tensorflow as tf
 from tf_fedscale import accounting
 from tf_fedscale import algorithms
 from tf_fedscale import availability
+from tf_fedscale import checkpoint
 from tf_fedscale import hooks as hooks_lib
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics
@@ -140,6 +141,23 @@ class Recorder:
     record['my_column'] = 10.0 * round_num
 
 
+class CompletedSoFar:
+  """A stateful hook: the clients completed in all rounds so far."""
+
+  def __init__(self):
+    self.completed = 0
+
+  def get_state(self):
+    return {'completed': np.int64(self.completed)}
+
+  def set_state(self, state):
+    self.completed = int(state['completed'])
+
+  def on_round_end(self, round_num, record, feedback):
+    self.completed += record['completed']
+    record['completed_so_far'] = self.completed
+
+
 class SimulationHooksTest(absltest.TestCase):
 
   @classmethod
@@ -232,6 +250,30 @@ class SimulationHooksTest(absltest.TestCase):
       hooks_lib.HookList([_BadSteps()]).local_work(1, np.array([0, 1]), None)
     with self.assertRaisesRegex(TypeError, 'object implements no hook'):
       hooks_lib.HookList([object()])
+
+  def test_hook_state_is_round_state(self):
+    hook = CompletedSoFar()
+    sim = self._sim(self._process(), [Recorder(), hook])
+    start = sim.initialize()
+    self.assertEqual(dict(start.hook_state), {'hook_1': {'completed': 0}})
+    first_state, first = sim.run_round(start)
+    second_state, second = sim.run_round(first_state)
+    again_state, again = sim.run_round(start)  # a retry: counted once
+    self.assertEqual([first.metrics['completed_so_far'], second.metrics['completed_so_far'],
+                      again.metrics['completed_so_far']], [2, 4, 2])
+    self.assertEqual(int(again_state.hook_state['hook_1']['completed']), 2)
+    self.assertEqual(int(start.hook_state['hook_1']['completed']), 0)
+    # Checkpointed with the state and restored into a fresh hook.
+    checkpointer = checkpoint.Checkpointer(
+        self.enterContext(tempfile.TemporaryDirectory()), 1)
+    checkpointer.save(2, sim.checkpoint(second_state))
+    fresh = self._sim(self._process(), [Recorder(), CompletedSoFar()])
+    restored = fresh.restore(checkpointer)
+    self.assertEqual(int(restored.hook_state['hook_1']['completed']), 4)
+    _, third = fresh.run_round(restored)
+    self.assertEqual(third.metrics['completed_so_far'], 6)
+    with self.assertRaisesRegex(ValueError, 'stateful hooks are'):
+      hooks_lib.HookList([hook]).set_state({})
 
 
 class _BadSteps:

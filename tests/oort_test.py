@@ -28,16 +28,21 @@ def _population(num_examples, compute_ms=None):
       device_row=np.arange(n, dtype=np.int32), availability_row=np.arange(n, dtype=np.int32))
 
 
-def _feedback(round_num, clients, durations, loss_sq_sum, loss_count, status=None):
+def _feedback(round_num, clients, durations, loss_sq_sum, loss_count, status=None,
+              num_examples=None):
+  """`num_examples` (data sizes) defaults to 1000 each: more than any test
+  processes, so |B| is the examples processed."""
   n = len(clients)
+  num_examples = np.full(n, 1000) if num_examples is None else num_examples
   durations = np.asarray(durations, np.float64)
   status = (np.full(n, accounting.Status.COMPLETED, np.int8) if status is None
             else np.asarray(status, np.int8))
   outcome = accounting.RoundOutcome(
-      round_num, 0.0, float(durations.max()), np.asarray(clients, np.int64),
+      round_num, 0.0, float(durations.max(initial=0.0)), np.asarray(clients, np.int64),
       np.ones(n, np.int64), np.zeros(n), durations, np.zeros(n), durations, status,
       np.zeros(n, np.int64), np.zeros(n, np.int64))
-  return selection.RoundFeedback.from_outcome(outcome, loss_sq_sum, loss_count)
+  return selection.RoundFeedback.from_outcome(outcome, loss_sq_sum, loss_count,
+                                              num_examples)
 
 
 class OortScoresTest(absltest.TestCase):
@@ -51,7 +56,8 @@ class OortScoresTest(absltest.TestCase):
     self.oort.observe(1, _feedback(
         1, [0, 1, 2, 3], durations=[10.0, 20.0, 30.0, 40.0],
         loss_sq_sum=[4.0, 4.0, 64.0, 0.0], loss_count=[1.0, 4.0, 4.0, 0.0],
-        status=[0, 0, 0, accounting.Status.DROPPED_OFFLINE]))
+        status=[0, 0, 0, accounting.Status.DROPPED_OFFLINE],
+        num_examples=self.pop.num_examples[:4]))
 
   def test_utility_is_trained_examples_times_rms_loss(self):
     # |B| sqrt(sum sq / |B|): 1*2, 4*1, 4*4; client 3 dropped: unexplored.
@@ -68,7 +74,8 @@ class OortScoresTest(absltest.TestCase):
     self.oort.select(2, 0.0, self.pop, np.random.default_rng(0))
     self.oort.observe(2, _feedback(
         2, [1, 4, 5], durations=[1.0, 1.0, 1.0],
-        loss_sq_sum=[100 * 4.0, 100 * 9.0, 100 * 1.0], loss_count=[100.0] * 3))
+        loss_sq_sum=[100 * 4.0, 100 * 9.0, 100 * 1.0], loss_count=[100.0] * 3,
+        num_examples=self.pop.num_examples[[1, 4, 5]]))
     # By hand: 100 * sqrt(4) = 200, 50 * sqrt(9) = 150, 10 * sqrt(1) = 10.
     np.testing.assert_allclose(self.oort.utility[[1, 4, 5]], [200.0, 150.0, 10.0])
 
@@ -79,7 +86,8 @@ class OortScoresTest(absltest.TestCase):
     self.oort.observe(2, _feedback(
         2, [4, 5, 0], durations=[1.0, 5.0, 9.0],
         loss_sq_sum=[50 * 4.0, 0.0, np.nan], loss_count=[50.0, 10.0, 0.0],
-        status=[0, 0, accounting.Status.STRAGGLER]))
+        status=[0, 0, accounting.Status.STRAGGLER],
+        num_examples=self.pop.num_examples[[4, 5, 0]]))
     # Finishers: 50 * 2 = 100 and 10 * 0 = 0: mean 50.
     self.assertAlmostEqual(self.oort.utility[0], 50.0)
     self.assertEqual(self.oort.count[0], 2)
@@ -178,6 +186,21 @@ class OortPacerTest(absltest.TestCase):
     # Round 1 explores; rounds 2-5 exploit clients of equal utility. At round 6
     # rounds 4-5 matched rounds 2-3 (round 4 had too little history).
     self.assertEqual(selector.round_percentile, 35.0)
+    self.assertLen(selector.exploit_utility_history, 4)  # 2 x pacer_step kept
+
+  def test_the_pacer_moves_once_per_round_however_often_select_is_called(self):
+    pop = _population(np.full(30, 100))
+    selector = oort.OortSelector(3, pacer_step=2, pacer_delta=5.0,
+                                 round_percentile=30.0)
+    selector.select(1, 0.0, pop, np.random.default_rng(0))
+    # With this round's 0 (nobody trained), rounds 0-1 and 2-3 sum to 10 each:
+    # flat, so the percentile moves on.
+    selector.exploit_utility_history = np.array([5.0, 5.0, 10.0])
+    selector.observe(3, _feedback(3, [], np.zeros(0), np.zeros(0), np.zeros(0)))
+    self.assertEqual(selector.round_percentile, 35.0)  # prepared for round 4
+    for draw in range(3):  # e.g. an async server step refilling three times
+      selector.select(4, 0.0, pop, np.random.default_rng(draw))
+    self.assertEqual(selector.round_percentile, 35.0)
 
 
 class OortSelectTest(absltest.TestCase):
@@ -190,6 +213,22 @@ class OortSelectTest(absltest.TestCase):
     self.assertAlmostEqual(selector.exploration, 0.45)
     selector.select(2, 0.0, pop, np.random.default_rng(0))
     self.assertAlmostEqual(selector.exploration, 0.3)
+
+  def test_exploration_is_a_function_of_the_round(self):
+    # FedScale's update, exploration = max(exploration x decay, min), applied
+    # once per round by hand: the selector's value for round 7 is the same
+    # however many times rounds 1-7 selected (async steps select repeatedly).
+    pop = _population(np.full(10, 10))
+    selector = oort.OortSelector(2, exploration=0.9, exploration_decay=0.98,
+                                 exploration_min=0.3)
+    for round_num in range(1, 8):
+      for draw in range(round_num):  # 1, 2, ... 7 calls
+        selector.select(round_num, 0.0, pop, np.random.default_rng(draw))
+    expected = 0.9
+    for _ in range(7):
+      expected = max(expected * 0.98, 0.3)
+    self.assertAlmostEqual(selector.exploration, expected, places=12)
+    self.assertAlmostEqual(selector.exploration_at(100), 0.3)
 
   def test_unexplored_are_sampled_by_size_and_speed(self):
     # 0: big and fast, 1: big and slow, 2..9: small and fast.
@@ -223,8 +262,10 @@ class OortSelectTest(absltest.TestCase):
     # 0-19: large losses (more than the 10% that the 0.9 clip bound flattens).
     losses = np.where(clients < 20, 100.0, 1.0)
     selector.observe(1, _feedback(1, clients, np.ones(100), losses, np.ones(100)))
+    state = selector.get_state()
     counts = np.zeros(100)
     for seed in range(200):
+      selector.set_state(state)  # round 2 again, with another random stream
       picked = selector.select(2, 0.0, pop, np.random.default_rng(seed))
       self.assertLen(np.unique(picked), 5)
       np.testing.assert_array_equal(np.sort(picked), selector.last_exploited)
@@ -265,12 +306,27 @@ class OortSelectTest(absltest.TestCase):
     state = a.get_state()
     for value in state.values():
       self.assertIsInstance(value, (np.ndarray, np.generic))
+    self.assertEqual(set(state), {'round_percentile', 'utility', 'duration_s',
+                                  'last_round', 'count', 'exploit_utility_history'})
     b = oort.OortSelector(5)
     self.assertEqual(set(b.get_state()), set(state))  # same structure before use
     b.set_state(state)
-    b._bound = True  # pylint: disable=protected-access
     np.testing.assert_array_equal(a.select(4, 0.0, pop, np.random.default_rng(9)),
                                   b.select(4, 0.0, pop, np.random.default_rng(9)))
+    # A fresh selector loaded from a state learns like the original even when
+    # it observes before selecting (an async step resumed with every training
+    # slot busy observes arrivals first).
+    c = oort.OortSelector(5)
+    c.set_state(state)
+    a.set_state(state)
+    feedback = _feedback(4, [0, 1], [1.0, 2.0], [4.0, 9.0], [1.0, 1.0])
+    a.observe(4, feedback)
+    c.observe(4, feedback)
+    for key, value in a.get_state().items():
+      np.testing.assert_array_equal(c.get_state()[key], value, err_msg=key)
+    np.testing.assert_allclose(c.utility[[0, 1]], [2.0, 3.0])
+    with self.assertRaisesRegex(ValueError, 'num_examples'):
+      c.observe(5, selection.RoundFeedback.from_outcome(feedback))
 
 
   def test_checkpoint_round_trip(self):

@@ -14,6 +14,7 @@ from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import availability
+from tf_fedscale import checkpoint
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics
 from tf_fedscale import population as population_lib
@@ -87,7 +88,9 @@ class EpsilonTest(absltest.TestCase):
     # cost nothing. Rates [1, 0, 1] with z = 2: RDP = 2 a / 8.
     _, pop = _population(4, 4)
     report = privacy.PrivacyReport(2.0, 2, pop, 1e-5, samples_uniformly=False)
-    report.restore([1.0, 0.0, 1.0])
+    for rate in (1.0, 0.0, 1.0):
+      report.compose(rate)
+    self.assertEqual(report.released_rounds, 2)
     orders = np.array(privacy.RDP_ORDERS)
     self.assertAlmostEqual(report.epsilon(), _epsilon_from_rdp(2 * orders / 8, 1e-5),
                            places=9)
@@ -96,7 +99,8 @@ class EpsilonTest(absltest.TestCase):
     z, delta, rates = 1.0, 1e-5, [0.3, 0.6, 0.0, 1.0, 0.3]
     _, pop = _population(10, 10)
     report = privacy.PrivacyReport(z, 3, pop, delta, samples_uniformly=True)
-    report.restore(rates)
+    for rate in rates:
+      report.compose(rate)
     # RDP adds up over rounds. Poisson-subsampled Gaussian at integer order a
     # (Mironov, Talwar & Zhang 2019): log(sum_k C(a,k) (1-q)^(a-k) q^k
     # exp((k^2 - k) / (2 z^2))) / (a - 1), summed over the rounds' rates.
@@ -158,6 +162,76 @@ class RecordedRatesTest(absltest.TestCase):
     self.assertAlmostEqual(float(rows[1]['epsilon']),
                            privacy.dp_epsilon(1.0, 1.0, 1, 1e-5), places=6)
     self.assertTrue(math.isfinite(float(rows[1]['epsilon'])))
+
+
+class StateTest(absltest.TestCase):
+  """The report's composed privacy loss lives in the round state."""
+
+  def _sim(self, output_dir=None):
+    task, pop = _population(20, 5)
+    agg = aggregators.build_aggregator('dp', clients_per_round=3, noise_multiplier=1.0)
+    process = agg.prepare_process(algorithms.build_process(
+        'fedavg', task.model_fn(), 0.1, 1.0, model_aggregator=agg.factory))
+    return simulation.Simulation(
+        process, task.train_data, pop, selection.UniformSelector(3),
+        accounting.LatencyAccountant(pop, clients_per_round=3),
+        local_work_lib.LocalWork(batch_size=5, local_steps=2), seed=0,
+        hooks=[privacy.PrivacyReport(1.0, 3, pop, 1e-5, samples_uniformly=True)],
+        release_managers=(metrics.build_release_managers(output_dir)
+                          if output_dir else ()))
+
+  def test_state_round_trips(self):
+    _, pop = _population(10, 10)
+    report = privacy.PrivacyReport(1.0, 3, pop, 1e-5, samples_uniformly=True)
+    for rate in (0.3, 0.0, 0.6):
+      report.compose(rate)
+    other = privacy.PrivacyReport(1.0, 3, pop, 1e-5, samples_uniformly=True)
+    other.set_state(report.get_state())
+    self.assertEqual(other.epsilon(), report.epsilon())
+    with self.assertRaisesRegex(ValueError, 'RDP values'):
+      other.set_state({'rdp': np.zeros(3), 'released_rounds': 1})
+
+  def test_a_retried_round_gives_the_same_record_and_hook_state(self):
+    sim = self._sim()
+    start = sim.initialize()
+    self.assertEqual(list(start.hook_state), ['hook_0'])
+    first_state, first = sim.run_round(start)
+    second_state, second = sim.run_round(first_state)
+    again_state, again = sim.run_round(start)  # a retry from the same state
+    self.assertEqual(again.metrics['epsilon'], first.metrics['epsilon'])
+    self.assertEqual(again.metrics['dp_sampling_rate'], 0.6)
+    np.testing.assert_array_equal(again_state.hook_state['hook_0']['rdp'],
+                                  first_state.hook_state['hook_0']['rdp'])
+    self.assertEqual(int(start.hook_state['hook_0']['released_rounds']), 0)
+    self.assertEqual(int(first_state.hook_state['hook_0']['released_rounds']), 1)
+    # The second round composes on the first, not on the retry.
+    self.assertAlmostEqual(first.metrics['epsilon'],
+                           privacy.dp_epsilon(1.0, 0.6, 1, 1e-5), places=9)
+    self.assertAlmostEqual(second.metrics['epsilon'],
+                           privacy.dp_epsilon(1.0, 0.6, 2, 1e-5), places=9)
+
+  def test_resume_composes_the_same_epsilon_as_an_uninterrupted_run(self):
+    reference_dir = self.enterContext(tempfile.TemporaryDirectory())
+    self._sim(reference_dir).run(self._sim().initialize(), 4)
+    resumed_dir = self.enterContext(tempfile.TemporaryDirectory())
+    checkpointer = checkpoint.Checkpointer(os.path.join(resumed_dir, 'ckpt'), 2)
+    first = self._sim(resumed_dir)
+    first.run(first.initialize(), 2, checkpointer=checkpointer)
+    # A new process: nothing carried over but the checkpoint (metrics.csv is
+    # not read back).
+    os.remove(os.path.join(resumed_dir, 'metrics.csv'))
+    second = self._sim(resumed_dir)
+    state = second.restore(checkpointer)
+    self.assertEqual(state.round_num, 2)
+    self.assertEqual(int(state.hook_state['hook_0']['released_rounds']), 2)
+    second.run(state, 4, checkpointer=checkpointer)
+    def epsilons(output_dir):
+      with open(os.path.join(output_dir, 'metrics.csv')) as f:
+        return {int(r['round']): float(r['epsilon']) for r in csv.DictReader(f)}
+    reference, resumed = epsilons(reference_dir), epsilons(resumed_dir)
+    self.assertEqual(sorted(resumed), [3, 4])
+    self.assertEqual(resumed[4], reference[4])
+    self.assertAlmostEqual(reference[4], privacy.dp_epsilon(1.0, 0.6, 4, 1e-5), places=9)
 
 
 if __name__ == '__main__':

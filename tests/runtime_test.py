@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -75,6 +76,44 @@ class RuntimeTest(absltest.TestCase):
                             text=True, timeout=300)
     self.assertRegex(result.stdout, r'[1-9]\d modules; handlers set by: \[\]',
                      result.stderr[-2000:])
+
+  def test_library_programs_exit_without_tffs_teardown_traceback(self):
+    # TFF's import-time context prints "Exception ignored in
+    # ServiceManager.__del__" at the exit of a program that never replaced it;
+    # building a Simulation / Checkpointer arranges its release (and a
+    # managed context releases it at once, removing that arrangement).
+    program = textwrap.dedent("""
+        import sys, tempfile
+        import tensorflow_federated as tff
+        import tf_fedscale
+        from tf_fedscale.tasks import synthetic
+        from tf_fedscale.traces import default as default_traces
+        task = synthetic.build(num_clients=20)
+        population = default_traces.population(task.train_data.client_ids,
+                                               task.num_train_examples)
+        tf_fedscale.Simulation(
+            tff.learning.algorithms.build_weighted_fed_avg(
+                task.model_fn(), client_optimizer_fn=tff.learning.optimizers.build_sgdm(0.1)),
+            task.train_data, population, tf_fedscale.UniformSelector(2),
+            tf_fedscale.LatencyAccountant(population, clients_per_round=2),
+            tf_fedscale.LocalWork(batch_size=10, local_steps=1), seed=0)
+        tf_fedscale.Checkpointer(tempfile.mkdtemp(), 1)
+        if sys.argv[1] == 'context':
+          with tf_fedscale.local_context():
+            pass
+        print('done', flush=True)
+        """)
+    for mode in ('no_context', 'context'):
+      with self.subTest(mode):
+        result = subprocess.run(
+            [sys.executable, '-c', program, mode],
+            cwd=self.enterContext(tempfile.TemporaryDirectory()),
+            env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')),
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn('done', result.stdout)
+        self.assertNotIn('Traceback', result.stderr)
+        self.assertNotIn('Exception ignored', result.stderr)
 
   def test_exit_hooks_hold_only_while_entered(self):
     original = signal.getsignal(signal.SIGTERM)

@@ -215,7 +215,8 @@ class AsyncSimulation(simulation.Driver):
     }
     return simulation.SimulationState(
         0, process_state, self.start_time_s, self.selector.get_state(),
-        Pending(running={}, events=(), buffer=(), sequence=0))
+        Pending(running={}, events=(), buffer=(), sequence=0),
+        self.hooks.get_state())
 
   def model_weights(self, process_state: Any) -> tff.learning.models.ModelWeights:
     return tff.learning.models.ModelWeights(
@@ -252,7 +253,7 @@ class AsyncSimulation(simulation.Driver):
     """
     wall_start = time.perf_counter()
     step = state.round_num + 1
-    self.load_selector(state)
+    self.load_state(state)
     pending = state.pending
     running, events = dict(pending.running), list(pending.events)
     buffer, sequence = list(pending.buffer), pending.sequence
@@ -300,7 +301,8 @@ class AsyncSimulation(simulation.Driver):
     record['wall_clock_s'] = time.perf_counter() - wall_start
     new_state = simulation.SimulationState(
         step, process_state, now_s, self.selector.get_state(),
-        Pending(running, tuple(events), tuple(buffer), sequence))
+        Pending(running, tuple(events), tuple(buffer), sequence),
+        self.hooks.get_state())
     rows = tuple(self._row(step, h, state.round_num) for h in handled)
     return new_state, simulation.RoundResult(record, rows, feedback)
 
@@ -386,7 +388,8 @@ class AsyncSimulation(simulation.Driver):
         np.where(uploaded, self._payload_bytes[1], 0).astype(np.int64))
     return selection.RoundFeedback.from_outcome(
         outcome, np.array([j.loss_sq_sum for j in jobs], np.float64),
-        np.array([j.loss_count for j in jobs], np.float64))
+        np.array([j.loss_count for j in jobs], np.float64),
+        self.population.num_examples[outcome.clients])
 
   def _record(self, step: int, start_s: float, now_s: float, started: list[_Job],
               handled: list[_Handled], applied: list[tuple[_Job, int]]) -> dict:

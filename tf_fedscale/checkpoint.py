@@ -15,6 +15,7 @@ from typing import Any, Optional
 import tensorflow_federated as tff
 
 from tf_fedscale import coroutines
+from tf_fedscale import runtime
 
 PREFIX = 'round_'
 
@@ -36,6 +37,7 @@ class Checkpointer:
     if every_rounds < 1:
       raise ValueError(f'every_rounds must be >= 1, got {every_rounds}.')
     self.every_rounds = every_rounds
+    runtime.release_tff_import_context_at_exit()  # a clean exit without a context
     self._manager = tff.program.FileProgramStateManager(
         root_dir, prefix=PREFIX, keep_total=keep_total, keep_first=False)
 

@@ -24,12 +24,20 @@ instances as `Simulation(..., hooks=[...])`. In round order:
    `selection.RoundFeedback` the selector received.
 
 The first hook that returns a value for steps 1-3 wins, in list order, except
-`on_client_completion`, whose masks are combined with a logical AND. A round
-may run again from the same state after a worker failure, so hooks are called
-again then: keep them free of state that a retry would double-count.
+`on_client_completion`, whose masks are combined with a logical AND.
+
+A hook that carries anything from one round to the next also implements
+`StatefulHook` (`get_state` / `set_state`, as selectors do): the driver keeps
+that state in the round state (`SimulationState.hook_state`), loads it into
+the hook before every round and checkpoints it, so a round that runs again
+from the same state (a retry after a worker failure) or a resumed run sees
+exactly what an uninterrupted run saw, with no file read back. A hook must
+keep nothing else that changes between rounds.
 """
 
-from typing import Any, Optional, Protocol, Sequence, Union, runtime_checkable
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import numpy as np
 
@@ -69,6 +77,17 @@ class RoundEndHook(Protocol):
     """May add columns to the round's `record`."""
 
 
+@runtime_checkable
+class StatefulHook(Protocol):
+  """A hook that carries state across rounds (kept in the round state)."""
+
+  def get_state(self) -> dict[str, Any]:
+    """A snapshot of everything that changes (numpy arrays and scalars)."""
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    """Continues from a `get_state` snapshot (copying it)."""
+
+
 Hook = Union[RoundStartHook, LocalWorkHook, ClientCompletionHook, RoundEndHook]
 HOOK_PROTOCOLS = (RoundStartHook, LocalWorkHook, ClientCompletionHook, RoundEndHook)
 
@@ -90,6 +109,24 @@ class HookList:
   def of(self, protocol: type) -> list[Any]:
     """The hooks implementing `protocol`, in order."""
     return [h for h in self.hooks if isinstance(h, protocol)]
+
+  def _stateful(self) -> dict[str, Any]:
+    """The stateful hooks, keyed by their position in the list."""
+    return {f'hook_{i}': h for i, h in enumerate(self.hooks)
+            if isinstance(h, StatefulHook)}
+
+  def get_state(self) -> dict[str, Any]:
+    """Every stateful hook's state, keyed `hook_<position>` (empty when none)."""
+    return {key: hook.get_state() for key, hook in self._stateful().items()}
+
+  def set_state(self, state: Mapping[str, Any]) -> None:
+    """Loads a `get_state` snapshot into the hooks (each gets a copy)."""
+    stateful = self._stateful()
+    if set(state) != set(stateful):
+      raise ValueError(f'hook state has entries {sorted(state)}, but the stateful '
+                       f'hooks are {sorted(stateful)}.')
+    for key, hook in stateful.items():
+      hook.set_state(copy.deepcopy(dict(state[key])))
 
   @property
   def chooses_local_work(self) -> bool:

@@ -29,7 +29,8 @@ unexplored instead). Selection for round t, among the clients online now
   `pacer_step` rounds changed by at most 10% against the `pacer_step` before,
   T moves to a later percentile (+`pacer_delta`); if it changed by 5x or more,
   back to an earlier one;
-- a share `exploration` of the slots (0.9, decaying x0.98 per round to 0.3)
+- a share `exploration` of the slots (0.9, decaying x0.98 per round to 0.3:
+  max(0.9 x 0.98^t, 0.3) in round t, or after server step t in async mode)
   explores: unexplored online clients are sampled by the examples they would
   train on (their data size under epochs, min(size, steps x batch) in
   effect under steps, as FedScale registers them), penalized by the same
@@ -45,10 +46,24 @@ x0.98, round_penalty 2, pacer step 20 and delta 5, round_threshold 30,
 clip_bound 0.9, cut_off_util 0.05, sample_window 5); Oort's own repository
 uses clip_bound 0.98 and cut_off_util 0.7.
 
-State is numpy arrays of population size (utility, duration, last round,
-participation count), so millions of clients cost tens of bytes each; a
-round costs O(online clients) numpy work, plus one duration estimate of the
-whole population for the percentile.
+State (`get_state`, what the driver keeps in the round state) is numpy
+arrays of population size (utility, duration, last round, participation
+count), the pacer's percentile and the last 2 x `pacer_step` rounds' exploited
+utility; nothing else carries over. The rest is derived in each round from the
+state, the round number and the population: the exploration share, T, and
+each client's data size (from `RoundFeedback.num_examples`). So millions of
+clients cost tens of bytes each; a round costs O(online clients) numpy work,
+plus one duration estimate of the whole population for the percentile.
+
+Once per round, whatever the mode: the exploration share is a function of the
+round (the server step in async mode) and the pacer moves in `observe`, which
+the drivers call once per round / server step, while `select` may be called
+several times in an async step. FedScale decays in every call instead
+(`thirdparty/oort/oort.py`: `getTopK` multiplies `exploration` by the decay
+factor and `select_participant` advances `training_round` by one per call), and
+its async aggregator (`fedscale/cloud/aggregation/async_aggregator.py`,
+`_new_task`) calls `select_participants(1, ...)` for every client it starts, so
+there the factor decays per client started, not per server step.
 """
 
 import math
@@ -91,6 +106,7 @@ class OortSelector(selection.BaseSelector):
       raise ValueError(f'clip_bound must be in [0, 1], got {clip_bound}.')
     if not 0.0 <= cut_off_util <= 1.0:
       raise ValueError(f'cut_off_util must be in [0, 1], got {cut_off_util}.')
+    self.initial_exploration = float(exploration)
     self.exploration_decay = exploration_decay
     self.exploration_min = exploration_min
     self.round_penalty = round_penalty
@@ -102,22 +118,19 @@ class OortSelector(selection.BaseSelector):
     self.blacklist_rounds = blacklist_rounds
     self.blacklist_max_share = blacklist_max_share
     self.straggler_feedback = straggler_feedback
-    # Scalars that change.
-    self.exploration = float(exploration)
+    # State: the pacer's percentile, per-client arrays sized on first use
+    # (see _ensure_size), the exploited utility of the last 2 x pacer_step rounds.
     self.round_percentile = float(round_percentile)
-    self.preferred_duration_s = math.inf
-    # Per-client arrays, sized on first use (see _ensure_size).
     self.utility = np.zeros(0, np.float64)
     self.duration_s = np.zeros(0, np.float64)  # NaN: never timed
     self.last_round = np.zeros(0, np.int64)  # 0: never trained
     self.count = np.zeros(0, np.int64)  # rounds it trained in (or straggled)
-    self.num_examples = np.zeros(0, np.int64)  # the population's, set by select
-    # Per-round history for the pacer; the last round's picks.
     self.exploit_utility_history = np.zeros(0, np.float64)
-    self.explore_utility_history = np.zeros(0, np.float64)
+    # Within a round only (from select to observe; empty in every state).
     self.last_exploited = np.zeros(0, np.int64)
-    self.last_explored = np.zeros(0, np.int64)
-    self._bound = False  # set by select; observe needs the population size
+    # Derived by select from the state and the round, kept to be looked at.
+    self.exploration = float(exploration)
+    self.preferred_duration_s = math.inf
 
   # -- state -------------------------------------------------------------------
 
@@ -132,31 +145,26 @@ class OortSelector(selection.BaseSelector):
     self.last_round = np.zeros(num_clients, np.int64)
     self.count = np.zeros(num_clients, np.int64)
 
+  _ARRAYS = (('utility', np.float64), ('duration_s', np.float64),
+             ('last_round', np.int64), ('count', np.int64),
+             ('exploit_utility_history', np.float64))
+
   def get_state(self) -> dict[str, Any]:
-    return {
-        'exploration': np.float64(self.exploration),
-        'round_percentile': np.float64(self.round_percentile),
-        'preferred_duration_s': np.float64(self.preferred_duration_s),
-        'utility': self.utility.copy(),
-        'duration_s': self.duration_s.copy(),
-        'last_round': self.last_round.copy(),
-        'count': self.count.copy(),
-        'exploit_utility_history': self.exploit_utility_history.copy(),
-        'explore_utility_history': self.explore_utility_history.copy(),
-        'last_exploited': self.last_exploited.copy(),
-        'last_explored': self.last_explored.copy(),
-    }
+    state = {name: getattr(self, name).copy() for name, _ in self._ARRAYS}
+    state['round_percentile'] = np.float64(self.round_percentile)
+    return state
 
   def set_state(self, state: dict[str, Any]) -> None:
-    self.exploration = float(state['exploration'])
     self.round_percentile = float(state['round_percentile'])
-    self.preferred_duration_s = float(state['preferred_duration_s'])
-    for name, dtype in (('utility', np.float64), ('duration_s', np.float64),
-                        ('last_round', np.int64), ('count', np.int64),
-                        ('exploit_utility_history', np.float64),
-                        ('explore_utility_history', np.float64),
-                        ('last_exploited', np.int64), ('last_explored', np.int64)):
+    for name, dtype in self._ARRAYS:
       setattr(self, name, np.array(state[name], dtype).reshape(-1))
+    self.last_exploited = np.zeros(0, np.int64)
+
+  def exploration_at(self, round_num: int) -> float:
+    """The exploration share of round (or server step) `round_num`:
+    max(exploration x decay^round_num, exploration_min)."""
+    return max(self.initial_exploration * self.exploration_decay ** round_num,
+               self.exploration_min)
 
   @property
   def explored(self) -> np.ndarray:
@@ -165,11 +173,18 @@ class OortSelector(selection.BaseSelector):
   # -- feedback ----------------------------------------------------------------
 
   def observe(self, round_num: int, outcome: selection.RoundFeedback) -> None:
-    """Learns utilities from the clients' losses and durations from their timing."""
+    """Learns utilities from the clients' losses and durations from their
+    timing; then the pacer prepares the next round."""
     clients = np.asarray(outcome.clients, np.int64)
-    if not self._bound or not len(clients):
-      self._record_pacer_round(np.zeros(0, np.int64))
+    if not len(clients):
+      self._end_round(round_num, np.zeros(0, np.int64))
       return
+    if not len(self.utility):
+      raise ValueError(f'Oort observed round {round_num} before selecting any '
+                       'client: call select first (it sizes the state).')
+    if outcome.num_examples is None:
+      raise ValueError('Oort needs each client\'s data size in '
+                       'RoundFeedback.num_examples (from_outcome(..., num_examples=)).')
     # System feedback for everyone invited: what the round really cost them.
     self.duration_s[clients] = (outcome.download_s + outcome.compute_s
                                 + outcome.upload_s)
@@ -177,7 +192,7 @@ class OortSelector(selection.BaseSelector):
     trained = clients[has_loss]
     if len(trained):
       processed = np.asarray(outcome.loss_count, np.float64)[has_loss]
-      unique = np.minimum(self.num_examples[trained], processed)
+      unique = np.minimum(np.asarray(outcome.num_examples)[has_loss], processed)
       self.utility[trained] = unique * np.sqrt(
           np.asarray(outcome.loss_sq_sum, np.float64)[has_loss] / processed)
       self.last_round[trained] = round_num
@@ -189,17 +204,18 @@ class OortSelector(selection.BaseSelector):
       self.last_round[stragglers] = round_num
       self.count[stragglers] += 1
       trained = np.concatenate([trained, stragglers])
-    self._record_pacer_round(trained)
+    self._end_round(round_num, trained)
 
-  def _record_pacer_round(self, trained: np.ndarray) -> None:
-    """Mean utility of the clients exploited / explored last round that trained."""
-    def mean_utility(picked):
-      ok = np.intersect1d(picked, trained)
-      return float(self.utility[ok].sum()) / (len(ok) + _TINY)
+  def _end_round(self, round_num: int, trained: np.ndarray) -> None:
+    """Records the mean utility of the clients exploited this round that
+    trained (the last 2 x pacer_step rounds are kept), then runs the pacer
+    for the next round."""
+    ok = np.intersect1d(self.last_exploited, trained)
     self.exploit_utility_history = np.append(
-        self.exploit_utility_history, mean_utility(self.last_exploited))
-    self.explore_utility_history = np.append(
-        self.explore_utility_history, mean_utility(self.last_explored))
+        self.exploit_utility_history,
+        float(self.utility[ok].sum()) / (len(ok) + _TINY))[-2 * self.pacer_step:]
+    self.last_exploited = np.zeros(0, np.int64)
+    self.pacer(round_num + 1)
 
   def pacer(self, round_num: int) -> None:
     """Moves the preferred-duration percentile when exploited utility stalls."""
@@ -289,8 +305,6 @@ class OortSelector(selection.BaseSelector):
 
   def select(self, round_num, virtual_time_s, population, rng):
     self._ensure_size(population.num_clients)
-    self.num_examples = np.asarray(population.num_examples, np.int64)
-    self._bound = True
     k = self.num_candidates
     online = population.online_clients(virtual_time_s)
     banned = self.blacklist()
@@ -298,10 +312,8 @@ class OortSelector(selection.BaseSelector):
       online = np.setdiff1d(online, banned, assume_unique=True)
     if not len(online):  # the simulation idles and asks again: change nothing
       return online
-    self.pacer(round_num)
     self.update_preferred_duration()
-    self.exploration = max(self.exploration * self.exploration_decay,
-                           self.exploration_min)
+    self.exploration = self.exploration_at(round_num)
     explored = online[self.explored[online]]
     unexplored = online[~self.explored[online]]
 
@@ -332,8 +344,8 @@ class OortSelector(selection.BaseSelector):
       rest = explored[order]
       rest = rest[~np.isin(rest, picked)]
       picked = np.concatenate([picked, rest[:k - len(picked)]])
-    self.last_exploited = np.sort(exploited)
-    self.last_explored = np.sort(explored_picks)
+    # Every call's picks count (async mode selects several times per step).
+    self.last_exploited = np.union1d(self.last_exploited, exploited)
     return picked
 
 

@@ -26,10 +26,10 @@ by their training loss) offers no sampling to amplify with.
 """
 
 import math
-from collections.abc import Iterable
 from typing import Any, Optional
 
 import dp_accounting
+from dp_accounting.rdp import rdp_privacy_accountant
 import numpy as np
 
 from tf_fedscale import accounting
@@ -59,7 +59,14 @@ def dp_epsilon(noise_multiplier: float, sampling_rate: float, rounds: int,
 
 class PrivacyReport:
   """Adds `dp_sampling_rate`, `epsilon`, `epsilon_uniform` and `dp_delta`
-  to every round's record (see the module docstring)."""
+  to every round's record (see the module docstring).
+
+  Its state (`get_state`, kept by the driver in the round state and in
+  checkpoints, see `hooks.StatefulHook`) is the RDP of the rounds composed so
+  far, one value per order of `RDP_ORDERS` (RDP adds up over rounds), and how
+  many rounds released an aggregate: a fixed size whatever the number of
+  rounds, and a resumed run composes the same epsilon as an uninterrupted one.
+  """
 
   def __init__(self, noise_multiplier: float, clients_per_round: int,
                population: population_lib.Population, delta: float,
@@ -71,8 +78,19 @@ class PrivacyReport:
     self.population = population
     self.delta = delta
     self.samples_uniformly = samples_uniformly
-    self.rates: list[float] = []
-    self._accountant = dp_accounting.rdp.RdpAccountant(RDP_ORDERS)
+    self.rdp = np.zeros(len(RDP_ORDERS), np.float64)
+    self.released_rounds = 0
+
+  def get_state(self) -> dict[str, Any]:
+    return {'rdp': self.rdp.copy(), 'released_rounds': np.int64(self.released_rounds)}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    rdp = np.array(state['rdp'], np.float64).reshape(-1)
+    if rdp.shape != (len(RDP_ORDERS),):
+      raise ValueError(f'privacy state has {rdp.size} RDP values, expected '
+                       f'{len(RDP_ORDERS)} (one per order).')
+    self.rdp = rdp
+    self.released_rounds = int(state['released_rounds'])
 
   def sampling_rate(self, feedback: Optional[Any]) -> float:
     """q_t of the round `feedback` reports (0 when nothing was aggregated)."""
@@ -83,31 +101,28 @@ class PrivacyReport:
     online = len(self.population.online_clients(feedback.start_time_s))
     return min(1.0, len(feedback.clients) / max(online, 1))
 
-  def restore(self, rates: Iterable[float]) -> None:
-    """Replays the rates of the rounds before a resumed run's first one."""
-    self.rates = []
-    self._accountant = dp_accounting.rdp.RdpAccountant(RDP_ORDERS)
-    for rate in rates:
-      self._compose(float(rate))
-
-  def _compose(self, rate: float) -> None:
-    self.rates.append(rate)
+  def compose(self, rate: float) -> None:
+    """Adds one round at sampling rate `rate` (0: nothing released, no cost)."""
     if rate > 0:
-      self._accountant.compose(_round_event(self.noise_multiplier, rate))
+      accountant = dp_accounting.rdp.RdpAccountant(RDP_ORDERS)
+      accountant.compose(_round_event(self.noise_multiplier, rate))
+      self.rdp = self.rdp + accountant.rdp
+      self.released_rounds += 1
 
   def epsilon(self) -> float:
     """Epsilon of the rounds composed so far."""
-    if not any(r > 0 for r in self.rates):
+    if not self.released_rounds:
       return 0.0
     if self.noise_multiplier <= 0:
       return math.inf
-    return float(self._accountant.get_epsilon(self.delta))
+    return float(rdp_privacy_accountant.compute_epsilon(RDP_ORDERS, self.rdp,
+                                                        self.delta)[0])
 
   def on_round_end(self, round_num: int, record: dict[str, Any],
                    feedback: Optional[Any]) -> None:
     rate = self.sampling_rate(feedback)
     if round_num > 0:
-      self._compose(rate)
+      self.compose(rate)
     record['dp_sampling_rate'] = rate
     record['epsilon'] = self.epsilon()
     record['epsilon_uniform'] = dp_epsilon(self.noise_multiplier, self.uniform_rate,

@@ -10,6 +10,17 @@ too), and exit hooks (atexit, SIGTERM) that stop it on every normal path.
 Importing this module changes nothing process-wide: the exit hooks are installed by
 the binaries (`install_exit_hooks`) or only while a context is entered (`exit_hooks`,
 used by `local_context` and the worker pool) and restored when it exits.
+
+TFF's import-time context: `import tensorflow_federated` installs a context
+whose `ServiceManager.__del__` runs at interpreter teardown, after its module's
+globals are gone, and prints "Exception ignored in ServiceManager.__del__" at
+every exit of every program that imported TFF and never replaced that context.
+The library releases it only once it uses TFF: the first time it installs a
+context of its own (`install_default_context`) it collects the replaced one on
+the spot, and the objects that run TFF computations outside such a context (a
+`Driver`, a `Checkpointer`) call `release_tff_import_context_at_exit` when
+built, which registers one atexit handler for that release, removed again as
+soon as the library has released the context itself.
 """
 
 import atexit
@@ -197,6 +208,38 @@ def _drop_tff_import_context() -> None:
   gc.collect()
 
 
+_release_lock = threading.Lock()
+_import_context_released = False  # the library installed a context of its own
+_release_at_exit_registered = False
+
+
+def release_tff_import_context_at_exit() -> None:
+  """Makes TFF's import-time context go before interpreter teardown (see the
+  module docstring): one atexit handler per process, registered on first call
+  and only while the library has not replaced that context itself."""
+  global _release_at_exit_registered
+  with _release_lock:
+    if not _import_context_released and not _release_at_exit_registered:
+      atexit.register(_drop_tff_import_context)
+      _release_at_exit_registered = True
+
+
+def install_default_context(context: tff.framework.SyncContext) -> None:
+  """Makes `context` TFF's default. The first time, the context it replaces
+  (TFF's import-time one) is collected now, and the atexit handler of
+  `release_tff_import_context_at_exit`, no longer needed, is removed."""
+  global _import_context_released, _release_at_exit_registered
+  tff.framework.set_default_context(context)
+  with _release_lock:
+    if _import_context_released:
+      return
+    _import_context_released = True
+    gc.collect()
+    if _release_at_exit_registered:
+      atexit.unregister(_drop_tff_import_context)
+      _release_at_exit_registered = False
+
+
 def _at_exit() -> None:
   stop_all_workers()
   _drop_tff_import_context()
@@ -362,7 +405,7 @@ def start_local_workers(
 
 def _install_worker_context(max_concurrent_clients: int) -> WorkerProcess:
   (worker,) = start_local_workers(1, max_concurrent_clients)
-  tff.framework.set_default_context(connect(worker.address, worker))
+  install_default_context(connect(worker.address, worker))
   return worker
 
 

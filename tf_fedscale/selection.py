@@ -37,16 +37,20 @@ class RoundFeedback(accounting.RoundOutcome):
   squared per-example training losses over client i's whole local work and the
   number of examples it trained on, computed inside the TFF computation (see
   `tf_fedscale.feedback`); NaN and 0 for clients that did not complete, and for
-  every client when the process does not report losses.
+  every client when the process does not report losses. `num_examples[i]`
+  is client i's dataset size (the drivers fill it from the population, so a
+  selector needs nothing but its state and the feedback to learn).
   """
 
   loss_sq_sum: Optional[np.ndarray] = None
   loss_count: Optional[np.ndarray] = None
+  num_examples: Optional[np.ndarray] = None
 
   @classmethod
   def from_outcome(cls, outcome: accounting.RoundOutcome,
                    loss_sq_sum: Optional[np.ndarray] = None,
-                   loss_count: Optional[np.ndarray] = None) -> 'RoundFeedback':
+                   loss_count: Optional[np.ndarray] = None,
+                   num_examples: Optional[np.ndarray] = None) -> 'RoundFeedback':
     n = len(outcome.clients)
     fields = {f.name: getattr(outcome, f.name)
               for f in dataclasses.fields(accounting.RoundOutcome)}
@@ -54,7 +58,9 @@ class RoundFeedback(accounting.RoundOutcome):
                loss_sq_sum=(np.full(n, np.nan) if loss_sq_sum is None
                             else np.asarray(loss_sq_sum, np.float64)),
                loss_count=(np.zeros(n) if loss_count is None
-                           else np.asarray(loss_count, np.float64)))
+                           else np.asarray(loss_count, np.float64)),
+               num_examples=(None if num_examples is None
+                             else np.asarray(num_examples, np.int64)))
 
   @property
   def has_loss(self) -> np.ndarray:

@@ -1,11 +1,13 @@
 """The driver: a round as a function of its state, and the program loop around it.
 
 `Driver.run_round(state) -> (state, RoundResult)` is a pure step: the state
-(`SimulationState`: TFF process state, virtual clock, selector state, round
-number, and for FedBuff the clients in flight) goes in, the next state and the
-round's record come out. Nothing outside is changed: the accountant holds no
-clock, the selector is loaded from `state.selector_state` before it is asked
-and its new state is returned, and no file is written. Every random draw
+(`SimulationState`: TFF process state, virtual clock, selector state, the
+hooks' state, round number, and for FedBuff the clients in flight) goes in,
+the next state and the round's record come out. Nothing outside is changed:
+the accountant holds no clock, the selector and the stateful hooks
+(`hooks.StatefulHook`, e.g. the DP report's composed privacy loss) are loaded
+from `state.selector_state` / `state.hook_state` before they are asked and
+their new states are returned, and no file is written. Every random draw
 comes from `np.random.default_rng([seed, round_num, draw])`, so the RNG
 position is the round number. Running a round again from the same state,
 e.g. after a worker failure, is calling `run_round` again.
@@ -46,6 +48,7 @@ from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics as metrics_lib
 from tf_fedscale import payload
 from tf_fedscale import population as population_lib
+from tf_fedscale import runtime
 from tf_fedscale import selection
 
 T = TypeVar('T')
@@ -62,6 +65,8 @@ class SimulationState:
   virtual_time_s: float
   selector_state: Mapping[str, Any]
   pending: Any = None  # FedBuff: clients in flight and the buffer (None in sync)
+  # Stateful hooks' states, keyed `hook_<position>` (hooks.HookList.get_state).
+  hook_state: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +136,7 @@ class Driver(abc.ABC):
     """`start_time_s`: the virtual time of the first round."""
     if eval_every < 1:
       raise ValueError(f'eval_every must be >= 1, got {eval_every}.')
+    runtime.release_tff_import_context_at_exit()  # a clean exit without a context
     self.population = population
     self.selector = selection.check_selector(selector)
     self.selector.bind(self.estimate_duration_s, self.estimate_samples)
@@ -195,9 +201,11 @@ class Driver(abc.ABC):
 
   # -- shared pieces of a round -------------------------------------------------
 
-  def load_selector(self, state: SimulationState) -> None:
-    """Makes the selector continue from `state` (a copy: the state stays as is)."""
+  def load_state(self, state: SimulationState) -> None:
+    """Makes the selector and the stateful hooks continue from `state` (from
+    copies: the state stays as is)."""
     self.selector.set_state(copy.deepcopy(dict(state.selector_state)))
+    self.hooks.set_state(state.hook_state)
 
   def select(self, round_num: int, virtual_time_s: float, draw: int) -> np.ndarray:
     """The selector's candidates, with the round's `draw`-th random stream."""
@@ -239,14 +247,17 @@ class Driver(abc.ABC):
     if self.evaluation is not None and round_num % self.eval_every == 0:
       record.update(self.evaluation.evaluate(self.model_weights(process_state)))
 
-  def evaluate_initial(self, state: SimulationState) -> RoundResult:
+  def evaluate_initial(self, state: SimulationState
+                       ) -> tuple[SimulationState, RoundResult]:
     """Round 0: the initial model's accuracy, before any training."""
     wall_start = time.perf_counter()
+    self.load_state(state)
     record = self.empty_record(state.virtual_time_s)
     self.evaluate(record, 0, state.process_state)
     self.hooks.on_round_end(0, record, None)
     record['wall_clock_s'] = time.perf_counter() - wall_start
-    return RoundResult(record)
+    return (dataclasses.replace(state, hook_state=self.hooks.get_state()),
+            RoundResult(record))
 
   # -- the program loop ---------------------------------------------------------
 
@@ -268,7 +279,8 @@ class Driver(abc.ABC):
     """
     executor = executor or InlineExecutor()
     if state.round_num == 0:
-      result = executor.call(self.evaluate_initial, state, description='round 0')
+      state, result = executor.call(self.evaluate_initial, state,
+                                    description='round 0')
       self.publish(0, result)
       if on_round is not None:
         on_round({'round': 0, **result.metrics})
@@ -292,6 +304,8 @@ class Driver(abc.ABC):
              'selector_state': dict(state.selector_state)}
     if state.pending is not None:
       saved['pending'] = self.pending_checkpoint(state.pending)
+    if state.hook_state:  # absent without stateful hooks, as before they existed
+      saved['hook_state'] = dict(state.hook_state)
     return saved
 
   def restore(self, checkpointer: checkpoint_lib.Checkpointer
@@ -306,7 +320,8 @@ class Driver(abc.ABC):
     return SimulationState(
         round_num, saved['process_state'], float(saved['virtual_time_s']),
         saved['selector_state'],
-        self.pending_from_checkpoint(saved['pending']) if 'pending' in saved else None)
+        self.pending_from_checkpoint(saved['pending']) if 'pending' in saved else None,
+        saved.get('hook_state', {}))
 
 
 class Simulation(Driver):
@@ -346,7 +361,8 @@ class Simulation(Driver):
           process_state, self._initial_model_weights)
     return SimulationState(round_num=0, process_state=process_state,
                            virtual_time_s=self.start_time_s,
-                           selector_state=self.selector.get_state())
+                           selector_state=self.selector.get_state(),
+                           hook_state=self.hooks.get_state())
 
   def payload_bytes(self, process_state: Any) -> tuple[int, int]:
     """(download, upload) bytes per client, sized once from a process state."""
@@ -370,7 +386,7 @@ class Simulation(Driver):
     """One round from `state`; returns the new state and what to write."""
     wall_start = time.perf_counter()
     round_num = state.round_num + 1
-    self.load_selector(state)
+    self.load_state(state)
     process_state = state.process_state
     started = self.hooks.on_round_start(round_num, state.virtual_time_s, process_state)
     process_state = process_state if started is None else started
@@ -403,7 +419,8 @@ class Simulation(Driver):
       train = evaluation_lib.train_metrics(round_metrics)
       if self._tasks is not None and self._tasks.loss_slots:
         losses = self._tasks.round_losses(round_metrics, completed)
-    feedback = selection.RoundFeedback.from_outcome(outcome, *losses)
+    feedback = selection.RoundFeedback.from_outcome(
+        outcome, *losses, num_examples=self.population.num_examples[outcome.clients])
     self.selector.observe(round_num, feedback)
 
     record = self._record(end_s, outcome, train)
@@ -411,7 +428,8 @@ class Simulation(Driver):
     self.hooks.on_round_end(round_num, record, feedback)
     record['wall_clock_s'] = time.perf_counter() - wall_start
     new_state = SimulationState(round_num, process_state, end_s,
-                                self.selector.get_state())
+                                self.selector.get_state(),
+                                hook_state=self.hooks.get_state())
     return new_state, RoundResult(
         record, tuple(metrics_lib.timeline_rows(outcome, self.population.client_ids)),
         feedback)

@@ -135,7 +135,7 @@ class WorkerPool:
           for w in self.workers]
     self.context = sharded_context.ShardedContext(self._connections,
                                                   self.clients_per_subround)
-    tff.framework.set_default_context(self.context)
+    runtime.install_default_context(self.context)
     self._installed = self.context
 
   def _disconnect(self, close: bool = True) -> None:
