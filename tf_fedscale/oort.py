@@ -218,7 +218,8 @@ class OortSelector(selection.BaseSelector):
     self.pacer(round_num + 1)
 
   def pacer(self, round_num: int) -> None:
-    """Moves the preferred-duration percentile when exploited utility stalls."""
+    """Moves the preferred-duration percentile for round `round_num` when the
+    exploited utility stalls (`observe` runs it at the end of the round before)."""
     step = self.pacer_step
     history = self.exploit_utility_history
     if round_num < 2 * step or round_num % step != 0 or len(history) < 2 * step:
