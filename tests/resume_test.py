@@ -1,5 +1,6 @@
 """Runs survive SIGKILL and replay exactly: resume, same-seed equality, refusals."""
 
+import csv
 import filecmp
 import os
 import shutil
@@ -116,6 +117,33 @@ class ResumeTest(absltest.TestCase):
     for name in ('metrics.csv', 'async_updates.csv', 'client_accuracy.csv'):
       self.assertTrue(filecmp.cmp(os.path.join(longer, name),
                                   os.path.join(continued, name), shallow=False), name)
+
+  def test_dp_resume_composes_the_epsilon_from_the_checkpoint(self):
+    # The privacy report's state is in the checkpoint: metrics.csv is not read
+    # back (its DP columns are blanked before the resume) and the epsilon of
+    # rounds 5-6 equals the uninterrupted run's.
+    run_dp = ['--aggregator=dp', '--noise_multiplier=0.5', *SMALL[1:]]
+    longer = os.path.join(self.tmp, 'dp_longer')
+    self.assertEqual(_run(f'--output_dir={longer}', '--rounds=6', *run_dp).returncode, 0)
+    continued = os.path.join(self.tmp, 'dp_continued')
+    self.assertEqual(_run(f'--output_dir={continued}', '--rounds=4', *run_dp).returncode, 0)
+    metrics = os.path.join(continued, 'metrics.csv')
+    with open(metrics, newline='') as f:
+      rows = list(csv.DictReader(f))
+    for row in rows:
+      row['dp_sampling_rate'] = row['epsilon'] = ''
+    with open(metrics, 'w', newline='') as f:
+      writer = csv.DictWriter(f, list(rows[0]), lineterminator='\n')
+      writer.writeheader()
+      writer.writerows(rows)
+    result = _run(f'--output_dir={continued}', '--resume', '--rounds=6', *run_dp)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    def epsilon(run_dir):
+      with open(os.path.join(run_dir, 'metrics.csv'), newline='') as f:
+        return {int(r['round']): r['epsilon'] for r in csv.DictReader(f)}
+    expected, resumed = epsilon(longer), epsilon(continued)
+    self.assertGreater(float(expected[6]), float(expected[4]))
+    self.assertEqual([resumed[r] for r in (5, 6)], [expected[r] for r in (5, 6)])
 
   def test_report_files_are_written(self):
     report = os.path.join(self.reference, 'report')
