@@ -181,6 +181,9 @@ class SimulationTest(absltest.TestCase):
     self.assertEqual(dict(again_state.selector_state), {'next_client': 3, 'observed': 3})
     self.assertEqual(again_state.virtual_time_s, first_state.virtual_time_s)
     self.assertGreater(first_state.virtual_time_s, 0.0)
+    # Round 0's state stays round 0's after rounds moved the selector on.
+    self.assertEqual(dict(sim.initialize().selector_state),
+                     {'next_client': 0, 'observed': 0})
     tf.nest.map_structure(
         np.testing.assert_array_equal,
         sim.model_weights(again_state.process_state).trainable,

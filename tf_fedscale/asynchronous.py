@@ -36,6 +36,7 @@ process state) or choose a cohort's finishers (`on_client_completion`: updates
 arrive one by one), and a round deadline.
 """
 
+import copy
 import dataclasses
 import heapq
 import math
@@ -214,9 +215,10 @@ class AsyncSimulation(simulation.Driver):
         'aggregator_state': self._aggregator_state,
     }
     return simulation.SimulationState(
-        0, process_state, self.start_time_s, self.selector.get_state(),
+        0, process_state, self.start_time_s,
+        copy.deepcopy(self.initial_selector_state),
         Pending(running={}, events=(), buffer=(), sequence=0),
-        self.hooks.get_state())
+        copy.deepcopy(self.initial_hook_state))
 
   def model_weights(self, process_state: Any) -> tff.learning.models.ModelWeights:
     return tff.learning.models.ModelWeights(

@@ -148,6 +148,10 @@ class Driver(abc.ABC):
     self.release_managers = list(release_managers)
     self.client_log = client_log
     self.hooks = hooks_lib.HookList(hooks)
+    # Round 0's selector and hook states, as given: `initialize` returns them
+    # even after rounds have loaded other states into the objects.
+    self.initial_selector_state = copy.deepcopy(self.selector.get_state())
+    self.initial_hook_state = copy.deepcopy(self.hooks.get_state())
     self.idle_step_s = idle_step_s
     self.max_idle_s = max_idle_s
     self.start_time_s = float(start_time_s)
@@ -361,8 +365,8 @@ class Simulation(Driver):
           process_state, self._initial_model_weights)
     return SimulationState(round_num=0, process_state=process_state,
                            virtual_time_s=self.start_time_s,
-                           selector_state=self.selector.get_state(),
-                           hook_state=self.hooks.get_state())
+                           selector_state=copy.deepcopy(self.initial_selector_state),
+                           hook_state=copy.deepcopy(self.initial_hook_state))
 
   def payload_bytes(self, process_state: Any) -> tuple[int, int]:
     """(download, upload) bytes per client, sized once from a process state."""
