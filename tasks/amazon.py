@@ -38,13 +38,11 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
     raise ValueError('--task_options: need vocab_size >= 1, seq_len >= 1 and '
                      'num_classes >= 2.')
   splits = fedscale_csv.load(data_dir, dataset='amazon', published=PUBLISHED,
-                             label_from='rating', inline=True, cache_dir=cache_dir)
+                             label_from='rating', inline=True, cache_dir=cache_dir,
+                             num_classes=num_classes,
+                             class_hint='ratings are 1..num_classes; fix it or raise '
+                             '--task_options=num_classes')
   train = splits['train']
-  meta = storage.read_meta(train.path)
-  if meta['max_label'] >= num_classes:
-    raise ValueError(f'ratings go up to {meta["max_label"] + 1} but num_classes='
-                     f'{num_classes}; pass --task_options=num_classes='
-                     f'{meta["max_label"] + 1}.')
   source = sources.FederatedSource(train, splits['test'])
   source = source.filter_train(min_samples, max_samples)
   vocab = text.cached_vocabulary(

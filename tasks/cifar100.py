@@ -45,14 +45,16 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
   if not 8 <= crop <= 32:
     raise ValueError(f'--task_options: crop must be in [8, 32], got {crop}.')
   if tff_sqlite.has_database('cifar100', data_dir):
-    splits = tff_sqlite.load('cifar100', data_dir, cache_dir=cache_dir)
+    splits = tff_sqlite.load('cifar100', data_dir, cache_dir=cache_dir,
+                             num_classes=NUM_CLASSES)
     element_fn = _element_fn('image', 'label', crop)
   else:
     try:
       splits = tfds_source.load(
           'cifar100', data_dir, partition=partition, num_clients=num_clients,
           alpha=alpha, beta=beta, samples_per_client=samples_per_client, seed=seed,
-          x_key='image', y_key='label', coarse_key='coarse_label', cache_dir=cache_dir)
+          x_key='image', y_key='label', coarse_key='coarse_label',
+          num_classes=NUM_CLASSES, cache_dir=cache_dir)
     except FileNotFoundError:
       raise sources.missing_data_error(
           'cifar100', data_dir,

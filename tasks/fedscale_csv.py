@@ -27,6 +27,7 @@ from typing import Optional
 
 import numpy as np
 
+from tf_fedscale.tasks import checks
 from tf_fedscale.tasks import sources
 from tf_fedscale.tasks import storage
 
@@ -45,6 +46,7 @@ class Mapping:
   samples: list[str]
   label_names: list[str]
   label_ids: Optional[np.ndarray]   # None when the CSV has no label_id column
+  lines: np.ndarray                 # each row's line number in the file
 
   @property
   def num_rows(self) -> int:
@@ -52,6 +54,13 @@ class Mapping:
 
   def counts(self) -> np.ndarray:
     return np.bincount(self.client_of_row, minlength=len(self.client_ids))
+
+  def locate(self, row: int) -> str:
+    """'file:line: client 'c' example k' of a row (k counts the client's rows)."""
+    client = self.client_of_row[row]
+    example = int(np.count_nonzero(self.client_of_row[:row] == client))
+    return (f'{self.path}:{self.lines[row]}: client {self.client_ids[client]!r} '
+            f'example {example}')
 
 
 def read_mapping(path: str) -> Mapping:
@@ -71,10 +80,11 @@ def read_mapping(path: str) -> Mapping:
     col_name = header.index('label_name') if 'label_name' in header else None
     col_id = header.index('label_id') if 'label_id' in header else None
     index: dict[str, int] = {}
-    client_of_row, samples, names, ids = [], [], [], []
+    client_of_row, samples, names, ids, lines = [], [], [], [], []
     for line, row in enumerate(reader, start=2):
       if not row:
         continue
+      lines.append(line)
       if len(row) < len(header):
         raise ValueError(f'{path}:{line}: expected {len(header)} columns, got {len(row)}.')
       client = row[col_client].strip()
@@ -88,7 +98,8 @@ def read_mapping(path: str) -> Mapping:
           raise ValueError(f'{path}:{line}: label_id {row[col_id]!r} is not an '
                            'integer.') from None
   return Mapping(path, list(index), np.asarray(client_of_row, np.int64), samples, names,
-                 np.asarray(ids, np.int64) if col_id is not None else None)
+                 np.asarray(ids, np.int64) if col_id is not None else None,
+                 np.asarray(lines, np.int64))
 
 
 def mapping_path(data_dir: str, split: str) -> str:
@@ -153,8 +164,6 @@ def label_ids(mappings: Sequence[Mapping], label_from: str,
     for m in mappings:
       if m.label_ids is None:
         raise ValueError(f'{m.path} has no label_id column.')
-      if m.label_ids.size and m.label_ids.min() < 0:
-        raise ValueError(f'{m.path}: label_id must be >= 0, found {m.label_ids.min()}.')
     return [m.label_ids for m in mappings]
   if label_from == 'label_name':
     return label_ids_from_names(mappings, classes)
@@ -165,19 +174,23 @@ def label_ids(mappings: Sequence[Mapping], label_from: str,
         ratings = np.asarray([int(float(n)) for n in m.label_names], np.int64)
       except ValueError as e:
         raise ValueError(f'{m.path}: label_name must be a rating number ({e}).') from e
-      if ratings.size and ratings.min() < 1:
-        raise ValueError(f'{m.path}: ratings must be >= 1, found {ratings.min()}.')
       result.append(ratings - 1)
     return result
   raise ValueError(f'label_from must be one of {LABEL_SOURCES}, got {label_from!r}.')
 
 
-def load(data_dir: str, *, dataset: str, published: str, label_from: str = 'label_id',
-         classes: Optional[Sequence[str]] = None, inline: bool = False,
-         check_files: bool = True, cache_dir: Optional[str] = None,
-         splits: Sequence[str] = SPLITS) -> dict[str, sources.ClientSplit]:
+def load(data_dir: str, *, dataset: str, published: str, num_classes: int,
+         label_from: str = 'label_id', classes: Optional[Sequence[str]] = None,
+         inline: bool = False, check_files: bool = True, cache_dir: Optional[str] = None,
+         splits: Sequence[str] = SPLITS, class_hint: str = ''
+         ) -> dict[str, sources.ClientSplit]:
   """`ClientSplit`s of `{'sample': string, 'label': int64}` per split (see
-  `label_ids` for `label_from` and `classes`)."""
+  `label_ids` for `label_from` and `classes`).
+
+  Every label must be a class id in [0, num_classes) (checked at conversion;
+  a bad one is a ValueError naming file, line, client and example, ending
+  with `class_hint` when given).
+  """
   paths = [mapping_path(data_dir, s) for s in splits] if data_dir else []
   if not paths or not all(os.path.isfile(p) for p in paths):
     kind = 'the review text in its data_path column' if inline else (
@@ -188,7 +201,8 @@ def load(data_dir: str, *, dataset: str, published: str, label_from: str = 'labe
          for s in splits] + [kind], published)
   key = storage.fingerprint(paths, inline=inline, data_dir=os.path.abspath(data_dir),
                             checked=check_files, label_from=label_from,
-                            classes=list(classes) if classes else None)
+                            classes=list(classes) if classes else None,
+                            num_classes=num_classes)
   store = os.path.join(storage.resolve_cache_dir(cache_dir), f'fedscale-{key}.sqlite')
   if not os.path.exists(store):   # first use: parse, check the files, convert
     mappings = [read_mapping(p) for p in paths]
@@ -198,9 +212,11 @@ def load(data_dir: str, *, dataset: str, published: str, label_from: str = 'labe
     samples = [m.samples if inline else resolve_samples(m, data_dir, s, check_files)
                for m, s in zip(mappings, splits)]
     labels = label_ids(mappings, label_from, classes)
+    what = 'rating - 1' if label_from == 'rating' else label_from
+    for m, split_labels in zip(mappings, labels):
+      checks.check_class_ids(split_labels, num_classes, m.locate, what, class_hint)
     schema = {'sample': storage.Field(storage.STRING), 'label': storage.Field('int64')}
-    meta = {'source': 'fedscale', 'mappings': paths,
-            'max_label': int(max(int(np.max(l)) for l in labels))}
+    meta = {'source': 'fedscale', 'mappings': paths}
     with storage.writing(store, schema, meta) as writer:
       for split, m, split_samples, split_labels in zip(splits, mappings, samples, labels):
         order = np.argsort(m.client_of_row, kind='stable')

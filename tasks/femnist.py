@@ -15,6 +15,7 @@ Models: `cnn` (the FedAvg / Adaptive FedOpt CNN, the default) and `resnet18`
 import tensorflow as tf
 
 from tf_fedscale.tasks import base
+from tf_fedscale.tasks import checks
 from tf_fedscale.tasks import common
 from tf_fedscale.tasks import fedscale_csv
 from tf_fedscale.tasks import leaf
@@ -27,6 +28,8 @@ PUBLISHED = ('LEAF FEMNIST: https://github.com/TalwalkarLab/leaf (data/femnist/p
              'TFF: https://storage.googleapis.com/tff-datasets-public/emnist_all.sqlite.lzma; '
              'FedScale layout: https://github.com/SymbioticLab/FedScale/tree/master/benchmark/dataset')
 SHAPE = (28, 28, 1)
+LEAF_NEEDS = {'x': checks.Need(False, 28 * 28, '784 pixel values (28 x 28) per example'),
+              'y': checks.Need(False, 1, 'one class id per example')}
 
 
 def _from_leaf(raw):
@@ -49,16 +52,18 @@ def load_source(data_dir: str, digits: bool, cache_dir: str):
   name = 'emnist' if digits else 'femnist'
   if leaf.has_leaf_layout(data_dir):
     splits = leaf.load(data_dir, cache_dir, dataset=name, published=PUBLISHED,
-                       label_below=10 if digits else None, num_classes=62)
+                       label_below=10 if digits else None, num_classes=62,
+                       needs=LEAF_NEEDS)
     fn = _from_leaf
   elif tff_sqlite.has_database('emnist', data_dir):
     names = ('digits_train', 'digits_test') if digits else ('train', 'test')
-    loaded = tff_sqlite.load('emnist', data_dir, names, cache_dir)
+    loaded = tff_sqlite.load('emnist', data_dir, names, cache_dir,
+                             num_classes=10 if digits else 62)
     splits = {'train': loaded[names[0]], 'test': loaded[names[1]]}
     fn = _from_tff
   elif fedscale_csv.has_fedscale_layout(data_dir) and not digits:
     splits = fedscale_csv.load(data_dir, dataset=name, published=PUBLISHED,
-                               cache_dir=cache_dir)
+                               cache_dir=cache_dir, num_classes=62)
     fn = _from_image_file
   else:
     expected = ['LEAF JSON shards <data_dir>/train/*.json and <data_dir>/test/*.json',

@@ -53,7 +53,8 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
   model = common.check_model(model, MODELS, 'google_speech')
   fn = element_fn(features)
   splits = fedscale_csv.load(data_dir, dataset='google_speech', published=PUBLISHED,
-                             label_from='label_name', classes=CLASSES, cache_dir=cache_dir)
+                             label_from='label_name', classes=CLASSES, cache_dir=cache_dir,
+                             num_classes=len(CLASSES))
   source = sources.FederatedSource(splits['train'], splits['test'])
   source = source.filter_train(min_samples, max_samples)
   shape = (audio.NUM_MELS, 32, 1)

@@ -25,12 +25,13 @@ the store's metadata (`storage.read_meta`) and logged.
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from absl import logging
 import numpy as np
 
+from tf_fedscale.tasks import checks
 from tf_fedscale.tasks import sources
 from tf_fedscale.tasks import storage
 
@@ -105,22 +106,14 @@ def _read_shard(path: str) -> dict:
   return data
 
 
-def _infer_schema(path: str, data: dict) -> dict[str, storage.Field]:
-  """Fields of x (and y) from the first user holding examples."""
+def _infer_schema(path: str, data: dict) -> tuple[dict[str, storage.Field], str]:
+  """Fields of x (and y) from the first user holding examples, and that example."""
   for user in data['users']:
     record = data['user_data'][user]
     if record.get('x'):
-      return {k: infer_field(record[k][0], f'{path}: user {user!r} {k}')
-              for k in ('x', 'y') if record.get(k)}
+      return ({k: infer_field(record[k][0], f'{path}: user {user!r} {k}')
+               for k in ('x', 'y') if record.get(k)}, f'{path}: user {user!r} example 0')
   raise ValueError(f'{path}: no user holds any "x" values.')
-
-
-def _check_labels(labels: list, num_classes: int, where: str) -> None:
-  """Every label an integer class id in [0, num_classes)."""
-  for j, label in enumerate(labels):
-    if not (_is_number(label) and label == int(label) and 0 <= label < num_classes):
-      raise ValueError(f'{where} example {j}: label {label!r} is not a class id in '
-                       f'[0, {num_classes}).')
 
 
 def _convert(files_by_split: dict[str, list[str]], path: str,
@@ -128,11 +121,11 @@ def _convert(files_by_split: dict[str, list[str]], path: str,
              num_classes: Optional[int] = None) -> None:
   every_file = [f for files in files_by_split.values() for f in files]
   first = _read_shard(every_file[0])
-  schema = _infer_schema(every_file[0], first)
+  schema, schema_from = _infer_schema(every_file[0], first)
   declared_total: dict[str, int] = {}
   mismatched: list[str] = []
   meta = {'source': 'leaf', 'files': every_file, 'declared_num_samples': declared_total,
-          'num_samples_mismatches': mismatched}
+          'num_samples_mismatches': mismatched, 'schema_from': schema_from}
   with storage.writing(path, schema, meta) as writer:
     for split, files in files_by_split.items():
       for shard in files:
@@ -151,7 +144,9 @@ def _convert(files_by_split: dict[str, list[str]], path: str,
             if declared[i] != n:
               mismatched.append(f'{shard}: {user} declares {declared[i]}, holds {n}')
           if num_classes is not None:
-            _check_labels(columns['y'], num_classes, f'{shard}: user {user!r}')
+            checks.check_class_ids(
+                columns['y'], num_classes,
+                lambda j, shard=shard, user=user: f'{shard}: user {user!r} example {j}')
           rows = range(n)
           if label_below is not None:
             rows = [j for j in rows if columns['y'][j] < label_below]
@@ -168,14 +163,18 @@ def _convert(files_by_split: dict[str, list[str]], path: str,
 def load(data_dir: str, cache_dir: Optional[str] = None,
          splits: Sequence[str] = SPLITS, dataset: str = 'LEAF',
          published: str = PUBLISHED, label_below: Optional[int] = None,
-         num_classes: Optional[int] = None) -> dict[str, sources.ClientSplit]:
+         num_classes: Optional[int] = None,
+         needs: Optional[Mapping[str, checks.Need]] = None
+         ) -> dict[str, sources.ClientSplit]:
   """Every split of `splits` that has shards, as `ClientSplit`s of {'x', 'y'} dicts.
 
   With `label_below`, only examples whose (scalar) label is below it are kept
   (FEMNIST's digits are labels 0-9), and users left without any are dropped.
   With `num_classes`, every label must be a class id in [0, num_classes): a
   bad one is a ValueError naming shard, user and example, before any round.
-  Raises FileNotFoundError when no split has any shard.
+  With `needs`, the fields (inferred from the first example) must be what the
+  task needs (`checks.check_schema`). Raises FileNotFoundError when no split
+  has any shard.
   """
   files_by_split = {s: split_files(data_dir, s) for s in splits} if data_dir else {}
   files_by_split = {s: f for s, f in files_by_split.items() if f}
@@ -189,5 +188,8 @@ def load(data_dir: str, cache_dir: Optional[str] = None,
   path = os.path.join(storage.resolve_cache_dir(cache_dir), f'leaf-{key}.sqlite')
   if not os.path.exists(path):
     _convert(files_by_split, path, label_below, num_classes)
-  parse = storage.build_parser(storage.read_schema(path))
+  schema = storage.read_schema(path)
+  if needs:
+    checks.check_schema(schema, needs, storage.read_meta(path).get('schema_from', path))
+  parse = storage.build_parser(schema)
   return {s: sources.open_split(path, s, parse) for s in files_by_split}

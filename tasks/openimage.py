@@ -21,7 +21,6 @@ from tf_fedscale.tasks import common
 from tf_fedscale.tasks import fedscale_csv
 from tf_fedscale.tasks import models
 from tf_fedscale.tasks import sources
-from tf_fedscale.tasks import storage
 
 MODELS = ('mobilenet_v2', 'resnet18', 'cnn')
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -50,11 +49,8 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
     raise ValueError('--task_options: need image_size >= 32 and num_classes >= 2, got '
                      f'{image_size} and {num_classes}.')
   splits = fedscale_csv.load(data_dir, dataset='openimage', published=PUBLISHED,
-                             cache_dir=cache_dir)
-  max_label = storage.read_meta(splits['train'].path)['max_label']
-  if max_label >= num_classes:
-    raise ValueError(f'label ids go up to {max_label} but num_classes={num_classes}; '
-                     f'pass --task_options=num_classes={max_label + 1}.')
+                             cache_dir=cache_dir, num_classes=num_classes,
+                             class_hint='fix it or raise --task_options=num_classes')
   source = sources.FederatedSource(splits['train'], splits['test'])
   source = source.filter_train(min_samples, max_samples)
   shape = (image_size, image_size, 3)

@@ -22,6 +22,7 @@ import pickle
 
 
 from tf_fedscale.tasks import base
+from tf_fedscale.tasks import checks
 from tf_fedscale.tasks import common
 from tf_fedscale.tasks import leaf
 from tf_fedscale.tasks import models
@@ -85,7 +86,8 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
   if vocab_size < 1 or seq_len < 1:
     raise ValueError('--task_options: vocab_size and seq_len must be >= 1.')
   if leaf.has_leaf_layout(data_dir):
-    splits = leaf.load(data_dir, cache_dir, dataset='reddit', published=PUBLISHED)
+    splits = leaf.load(data_dir, cache_dir, dataset='reddit', published=PUBLISHED,
+                       needs={'x': checks.Need(True, 1, 'one text string per example')})
     windows = False
   elif data_dir and _text_files(data_dir, 'train') and _text_files(data_dir, 'test'):
     splits = _load_text_files(data_dir, cache_dir, seq_len)

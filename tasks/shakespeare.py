@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fedscale.tasks import base
+from tf_fedscale.tasks import checks
 from tf_fedscale.tasks import common
 from tf_fedscale.tasks import leaf
 from tf_fedscale.tasks import models
@@ -31,6 +32,8 @@ PUBLISHED = ('LEAF: https://github.com/TalwalkarLab/leaf (data/shakespeare/prepr
              'TFF: https://storage.googleapis.com/tff-datasets-public/shakespeare.sqlite.lzma')
 VOCAB = text.Vocabulary(text.SHAKESPEARE_CHARS)
 MODELS = ('lstm',)
+LEAF_NEEDS = {'x': checks.Need(True, 1, 'one string (the characters) per example'),
+              'y': checks.Need(True, 1, 'one string (the next character) per example')}
 
 
 def _fixed(ids: tf.Tensor, length: int) -> tf.Tensor:
@@ -72,7 +75,8 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
   if seq_len < 1:
     raise ValueError(f'--task_options: seq_len must be >= 1, got {seq_len}.')
   if leaf.has_leaf_layout(data_dir):
-    splits = leaf.load(data_dir, cache_dir, dataset='shakespeare', published=PUBLISHED)
+    splits = leaf.load(data_dir, cache_dir, dataset='shakespeare', published=PUBLISHED,
+                       needs=LEAF_NEEDS)
     if set(splits) != {'train', 'test'}:
       raise sources.missing_data_error('shakespeare', data_dir,
                                        ['<data_dir>/train/*.json and <data_dir>/test/*.json'],

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from tf_fedscale.tasks import checks
 from tf_fedscale.tasks import partition as partition_lib
 from tf_fedscale.tasks import sources
 from tf_fedscale.tasks import storage
@@ -102,14 +103,20 @@ def load(name: str, data_dir: str, *, partition: str = 'dirichlet',
          num_clients: int = 100, alpha: float = 0.5, beta: float = 10.0,
          samples_per_client: int = 100, seed: int = 0,
          x_key: str = 'image', y_key: str = 'label', coarse_key: str = 'coarse_label',
-         splits: Sequence[str] = ('train', 'test'),
+         splits: Sequence[str] = ('train', 'test'), num_classes: Optional[int] = None,
          cache_dir: Optional[str] = None) -> dict[str, sources.ClientSplit]:
-  """`ClientSplit`s of `{'x', 'y'}` dicts, keyed by the TFDS split names."""
+  """`ClientSplit`s of `{'x', 'y'}` dicts, keyed by the TFDS split names.
+
+  With `num_classes`, every `y_key` value must be a class id in [0,
+  num_classes) (checked once, at conversion; the error names the split and
+  the example's TFDS index, since clients are assigned after).
+  """
   builder = open_builder(name, data_dir)
   files = [os.path.join(builder.data_dir, f) for f in tf.io.gfile.listdir(builder.data_dir)]
   options = dict(name=name, partition=partition, num_clients=num_clients, alpha=alpha,
                  beta=beta, samples_per_client=samples_per_client, seed=seed,
-                 x_key=x_key, y_key=y_key, coarse_key=coarse_key, splits=list(splits))
+                 x_key=x_key, y_key=y_key, coarse_key=coarse_key, splits=list(splits),
+                 num_classes=num_classes)
   key = storage.fingerprint(files, **options)
   path = os.path.join(storage.resolve_cache_dir(cache_dir),
                       f'tfds-{name.replace("/", "_")}-{key}.sqlite')
@@ -121,6 +128,12 @@ def load(name: str, data_dir: str, *, partition: str = 'dirichlet',
       keys.append(partition.split(':', 1)[1])
     keys = list(dict.fromkeys(keys))
     data = {s: _read_split(builder, s, keys) for s in splits}
+    if num_classes is not None:
+      for split, columns in data.items():
+        checks.check_class_ids(
+            columns[y_key], num_classes,
+            lambda r, split=split: f'{builder.data_dir}: split {split!r} example {r} '
+                                   '(before partitioning into clients)', y_key)
     first = data[splits[0]]
     schema = {'x': storage.Field(first[x_key].dtype.name if first[x_key].dtype.kind != 'b'
                                  else 'uint8', first[x_key].shape[1:]),

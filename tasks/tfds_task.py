@@ -33,11 +33,12 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
   if not name:
     raise ValueError('--task_options: name=<TFDS dataset> is required for --task=tfds '
                      '(e.g. name=mnist,partition=dirichlet).')
+  num_classes = _num_classes(data_dir, name, label_key)
   splits = tfds_source.load(
       name, data_dir, partition=partition, num_clients=num_clients, alpha=alpha,
       beta=beta, samples_per_client=samples_per_client, seed=seed, x_key=image_key,
       y_key=label_key, coarse_key=coarse_key, splits=(train_split, test_split),
-      cache_dir=cache_dir)
+      num_classes=num_classes, cache_dir=cache_dir)
   train, test = splits[train_split], splits[test_split]
   meta = storage.read_schema(train.path)
   shape = meta['x'].shape
@@ -47,7 +48,6 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
     raise ValueError(f'TFDS {name}: {image_key} must be an image [h, w(, c)] and '
                      f'{label_key} a scalar label, got {meta["x"].shape} and '
                      f'{meta["y"].shape}.')
-  num_classes = _num_classes(data_dir, name, label_key)
   source = sources.FederatedSource(train, test).filter_train(min_samples, max_samples)
 
   def element(raw):
@@ -65,7 +65,11 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
 
 
 def _num_classes(data_dir: str, name: str, label_key: str) -> int:
-  feature = tfds_source.open_builder(name, data_dir).info.features[label_key]
+  features = tfds_source.open_builder(name, data_dir).info.features
+  if label_key not in features:
+    raise ValueError(f'TFDS {name} has no feature {label_key!r} (it has '
+                     f'{sorted(features)}); set --task_options=label_key.')
+  feature = features[label_key]
   num = getattr(feature, 'num_classes', None)
   if not num:
     raise ValueError(f'TFDS {name}: {label_key} is not a ClassLabel feature; cannot tell '

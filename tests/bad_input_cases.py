@@ -82,6 +82,23 @@ def _leaf(users: dict, users_list=None, split_users: Optional[dict] = None
   return setup
 
 
+def _fixture(writer: str, folder: str, **kwargs) -> Callable[[str], None]:
+  """Setup writing `tests.fixtures.<writer>` data into `<case dir>/<folder>`."""
+  def setup(d: str) -> None:
+    from tests import fixtures  # pylint: disable=g-import-not-at-top
+    getattr(fixtures, writer)(os.path.join(d, folder), **kwargs)
+  return setup
+
+
+def _leaf_shard(users: dict) -> Callable[[str], None]:
+  """The same LEAF shard (`{user: {'x', 'y'}}`) as train and test."""
+  def setup(d: str) -> None:
+    from tests import fixtures  # pylint: disable=g-import-not-at-top
+    for split in ('train', 'test'):
+      fixtures.write_leaf_shard(os.path.join(d, 'leaf', split, f'{split}_0.json'), users)
+  return setup
+
+
 _GOOD_USERS = {f'w{i}': [i % 62] * 6 for i in range(8)}
 _BAD_LABEL_USERS = dict(_GOOD_USERS, w5=[3, 3, 3, 1000, 3, 3])
 _NEGATIVE_LABEL_USERS = dict(_GOOD_USERS, w2=[-1] * 6)
@@ -273,6 +290,36 @@ CASES = (
     Case('leaf_users_a_string', RUN,
          ['--output_dir={dir}/out', '--task=femnist', '--data_dir={dir}/leaf',
           '--cache_dir={cache}', *SMALL], '"users"', _leaf(_GOOD_USERS, users_list='w0')),
+    Case('leaf_pixels_wrong_size', RUN,
+         ['--output_dir={dir}/out', '--task=femnist', '--data_dir={dir}/leaf',
+          '--cache_dir={cache}', *SMALL], 'needs 784 pixel values',
+         _leaf_shard({f'w{i}': {'x': [[0.5] * 100] * 4, 'y': [1] * 4} for i in range(6)})),
+    Case('leaf_text_task_given_numbers', RUN,
+         ['--output_dir={dir}/out', '--task=reddit', '--data_dir={dir}/leaf',
+          '--cache_dir={cache}', *SMALL], 'needs one text string',
+         _leaf_shard({f'u{i}': {'x': [[1.0, 2.0]] * 4} for i in range(6)})),
+    # ---- experiments.run: datasets (TFF SQLite, FedScale CSV, TFDS)
+    Case('tff_sqlite_label_out_of_range', RUN,
+         ['--output_dir={dir}/out', '--task=femnist', '--data_dir={dir}/tff',
+          '--cache_dir={cache}', *SMALL], "client 'f0001_41' example 4: label 70",
+         _fixture('write_tff_emnist', 'tff',
+                  replace={('all_train', 'f0001_41', 4): {'label': 70}})),
+    Case('tff_sqlite_pixels_wrong_shape', RUN,
+         ['--output_dir={dir}/out', '--task=femnist', '--data_dir={dir}/tff',
+          '--cache_dir={cache}', *SMALL], "client 'f0000_14' example 2: does not fit",
+         _fixture('write_tff_emnist', 'tff',
+                  replace={('all_test', 'f0000_14', 2): {'pixels': [0.5] * 100}})),
+    Case('fedscale_csv_label_out_of_range', RUN,
+         ['--output_dir={dir}/out', '--task=femnist', '--data_dir={dir}/fedscale',
+          '--cache_dir={cache}', *SMALL], "train.csv:5: client '101' example 1: label_id 62",
+         _fixture('write_fedscale_images', 'fedscale',
+                  counts={'train': [2, 3, 2], 'test': [2]}, label_ids={('train', 3): 62})),
+    Case('tfds_label_beyond_declared_classes', RUN,
+         ['--output_dir={dir}/out', '--task=tfds', '--data_dir={dir}/tfds',
+          '--task_options=name=toy_images,partition=iid,num_clients=6',
+          '--cache_dir={cache}', *SMALL], 'is not a class id in [0, 4)',
+         _fixture('write_tfds', 'tfds', num_train=40, num_test=10,
+                  declared_num_classes=4)),
     # ---- experiments.report
     Case('report_timeline_round_absent', REPORT,
          ['--run_dir={dir}/out', '--timeline_round=999'], '--timeline_round', _run_dir()),

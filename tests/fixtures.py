@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -108,9 +108,12 @@ def write_mapping(data_dir: str, split: str, rows: Sequence[Sequence[Any]],
 def write_fedscale_images(data_dir: str, counts: Mapping[str, Sequence[int]],
                           num_classes: int = 4, size: int = 28, channels: int = 1,
                           image_format: str = 'png', under_split: bool = True,
-                          seed: int = 0) -> dict[str, list[str]]:
+                          seed: int = 0,
+                          label_ids: Optional[Mapping[tuple[str, int], int]] = None
+                          ) -> dict[str, list[str]]:
   """Images under <data_dir>/<split>/ (or <data_dir>/ with under_split=False)
-  and mapping CSVs; `counts[split]` = samples per client. Returns client ids."""
+  and mapping CSVs; `counts[split]` = samples per client. `label_ids[(split,
+  row)]` replaces a row's label_id in the CSV (a bad input). Returns client ids."""
   rng = np.random.default_rng(seed)
   ids = {}
   for split, per_client in counts.items():
@@ -129,6 +132,9 @@ def write_fedscale_images(data_dir: str, counts: Mapping[str, Sequence[int]],
         with open(os.path.join(base, rel), 'wb') as f:
           f.write(encoded)
         rows.append((client, rel, f'class{label}', label))
+    for (bad_split, row), label_id in (label_ids or {}).items():
+      if bad_split == split:
+        rows[row] = (*rows[row][:3], label_id)
     write_mapping(data_dir, split, rows)
     ids[split] = [str(100 + c) for c in range(len(per_client))]
   return ids
@@ -259,8 +265,12 @@ def write_tff_sqlite(path: str, splits: Mapping[str, Mapping[str, Sequence[Mappi
       con.execute('CREATE INDEX ex ON examples (split_name, client_id)')
 
 
-def write_tff_emnist(data_dir: str, seed: int = 0) -> dict[str, list[str]]:
-  """emnist_all.sqlite with all_* (labels 0-61) and digits_only_* splits."""
+def write_tff_emnist(data_dir: str, seed: int = 0,
+                     replace: Optional[Mapping[tuple[str, str, int], Mapping]] = None
+                     ) -> list[str]:
+  """emnist_all.sqlite with all_* (labels 0-61) and digits_only_* splits;
+  `replace[(split_name, writer, k)]` overrides fields of that example (a bad
+  input: a label out of range, pixels of the wrong shape)."""
   rng = np.random.default_rng(seed)
   writers = ['f0000_14', 'f0001_41', "f0002_'q"]
   splits = {}
@@ -269,6 +279,8 @@ def write_tff_emnist(data_dir: str, seed: int = 0) -> dict[str, list[str]]:
       splits[f'{prefix}_{split}'] = {
           w: [{'label': int(y), 'pixels': _glyph(int(y), rng)}
               for y in rng.choice(labels, n + i)] for i, w in enumerate(writers)}
+  for (split, writer, k), fields in (replace or {}).items():
+    splits[split][writer][k] = dict(splits[split][writer][k], **fields)
   write_tff_sqlite(os.path.join(data_dir, 'emnist_all.sqlite'), splits)
   return writers
 
@@ -330,9 +342,12 @@ def write_tff_cifar100(data_dir: str, seed: int = 0) -> list[str]:
 
 def write_tfds(data_dir: str, name: str = 'toy_images', num_train: int = 120,
                num_test: int = 40, num_classes: int = 10, size: int = 8,
-               channels: int = 3, seed: int = 0) -> None:
+               channels: int = 3, seed: int = 0,
+               declared_num_classes: Optional[int] = None) -> None:
   """A prepared TFDS dataset <data_dir>/<name>/1.0.0 with features image,
-  label (ClassLabel), coarse_label (ClassLabel, label // 5) and user (Text)."""
+  label (ClassLabel), coarse_label (ClassLabel, label // 5) and user (Text).
+  `declared_num_classes` rewrites the label's ClassLabel size in its
+  features.json afterwards (a bad input: labels beyond the declared classes)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
 
@@ -354,6 +369,14 @@ def write_tfds(data_dir: str, name: str = 'toy_images', num_train: int = 120,
           'coarse_label': tfds.features.ClassLabel(num_classes=(num_classes + 4) // 5),
           'user': tfds.features.Text()}))
   builder.download_and_prepare()
+  if declared_num_classes is not None:
+    path = os.path.join(data_dir, name, '1.0.0', 'features.json')
+    with open(path, encoding='utf-8') as f:
+      features = json.load(f)
+    features['featuresDict']['features']['label']['classLabel']['numClasses'] = str(
+        declared_num_classes)
+    with open(path, 'w', encoding='utf-8') as f:
+      json.dump(features, f)
 
 
 # ------------------------------------------------------------ smoke checks

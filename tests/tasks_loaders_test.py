@@ -13,8 +13,10 @@ import tensorflow as tf
 
 from tf_fedscale.tasks import audio
 from tf_fedscale.tasks import fedscale_csv
+from tf_fedscale.tasks import femnist
 from tf_fedscale.tasks import leaf
 from tf_fedscale.tasks import partition
+from tf_fedscale.tasks import shakespeare
 from tf_fedscale.tasks import sources
 from tf_fedscale.tasks import storage
 from tf_fedscale.tasks import tfds_source
@@ -117,6 +119,17 @@ class LeafTest(LoaderTestCase):
       leaf.load(data, self.cache, num_classes=5)
     self.assertLen(leaf.load(data, self.cache, num_classes=8)['train'].client_ids, 2)
 
+  def test_fields_the_task_needs_are_checked_naming_the_schema_example(self):
+    data = self.path('short')
+    fixtures.write_leaf_shard(os.path.join(data, 'train', 'a.json'),
+                              {'u1': {'x': [[0.5] * 100] * 2, 'y': [1, 2]}})
+    with self.assertRaisesRegex(
+        ValueError, r"a.json: user 'u1' example 0: x holds float32 numbers of shape \[100\]; "
+        'the task needs 784 pixel values'):
+      leaf.load(data, self.cache, needs=femnist.LEAF_NEEDS)
+    with self.assertRaisesRegex(ValueError, 'x holds float32 numbers .* needs one string'):
+      leaf.load(data, self.cache, needs=shakespeare.LEAF_NEEDS)
+
   def test_users_must_match_user_data(self):
     data = self.path('users')
     path = os.path.join(data, 'train', 'a.json')
@@ -211,7 +224,8 @@ class FedScaleCsvTest(LoaderTestCase):
     data = self.path('openimage')
     ids = fixtures.write_fedscale_images(data, {'train': [3, 1, 2], 'test': [2]},
                                          channels=3, image_format='jpeg')
-    splits = fedscale_csv.load(data, dataset='openimage', published='x', cache_dir=self.cache)
+    splits = fedscale_csv.load(data, dataset='openimage', published='x', num_classes=4,
+                               cache_dir=self.cache)
     self.assertEqual(splits['train'].client_ids, tuple(ids['train']))
     np.testing.assert_array_equal(splits['train'].num_examples, [3, 1, 2])
     element = _elements(splits['train'], ids['train'][2])[1]
@@ -219,20 +233,18 @@ class FedScaleCsvTest(LoaderTestCase):
     self.assertTrue(element['sample'].decode().startswith(os.path.join(data, 'train')))
     mapping = fedscale_csv.read_mapping(fedscale_csv.mapping_path(data, 'train'))
     self.assertEqual(element['label'], mapping.label_ids[-1])
-    self.assertEqual(storage.read_meta(splits['train'].path)['max_label'],
-                     int(max(mapping.label_ids.max(),
-                             fedscale_csv.read_mapping(fedscale_csv.mapping_path(
-                                 data, 'test')).label_ids.max())))
 
   def test_paths_relative_to_data_dir_and_missing_files(self):
     data = self.path('femnist')
     fixtures.write_fedscale_images(data, {'train': [2], 'test': [1]}, under_split=False)
-    splits = fedscale_csv.load(data, dataset='femnist', published='x', cache_dir=self.cache)
+    splits = fedscale_csv.load(data, dataset='femnist', published='x', num_classes=4,
+                               cache_dir=self.cache)
     sample = _elements(splits['train'], '100')[0]['sample'].decode()
     self.assertEqual(os.path.dirname(os.path.dirname(sample)), data)
     os.remove(os.path.join(data, 'c100', 'img_1.png'))
     with self.assertRaisesRegex(FileNotFoundError, r'1 of 2 samples .* missing'):
-      fedscale_csv.load(data, dataset='femnist', published='x', cache_dir=self.path('c2'))
+      fedscale_csv.load(data, dataset='femnist', published='x', num_classes=4,
+                        cache_dir=self.path('c2'))
 
   def test_speech_name_only_mapping(self):
     data = self.path('speech')
@@ -242,30 +254,42 @@ class FedScaleCsvTest(LoaderTestCase):
     self.assertEqual(mapping.client_ids, ids['train'])
     classes = ('down', 'no', 'up', 'yes')
     splits = fedscale_csv.load(data, dataset='speech', published='x', label_from='label_name',
-                               classes=classes, cache_dir=self.cache)
+                               classes=classes, num_classes=4, cache_dir=self.cache)
     got = [e['label'] for e in _elements(splits['train'], ids['train'][1])]
     rows = [classes.index(n) for c, n in zip(mapping.client_of_row, mapping.label_names)
             if c == 1]
     self.assertEqual(got, rows)
     with self.assertRaisesRegex(ValueError, 'unknown label names'):
       fedscale_csv.load(data, dataset='speech', published='x', label_from='label_name',
-                        classes=('yes',), cache_dir=self.path('c2'))
+                        classes=('yes',), num_classes=1, cache_dir=self.path('c2'))
     with self.assertRaisesRegex(ValueError, 'no label_id column'):
-      fedscale_csv.load(data, dataset='speech', published='x', cache_dir=self.path('c3'))
+      fedscale_csv.load(data, dataset='speech', published='x', num_classes=4,
+                        cache_dir=self.path('c3'))
 
   def test_inline_text_with_rating_labels(self):
     data = self.path('amazon')
     ids = fixtures.write_fedscale_amazon(data, {'train': [2, 1], 'test': [1]})
     splits = fedscale_csv.load(data, dataset='amazon', published='x', label_from='rating',
-                               inline=True, cache_dir=self.cache)
+                               inline=True, num_classes=5, cache_dir=self.cache)
     element = _elements(splits['train'], ids['train'][1])[0]
     self.assertIn(b'the Product ARRIVED', element['sample'])
     mapping = fedscale_csv.read_mapping(fedscale_csv.mapping_path(data, 'train'))
     self.assertEqual(element['label'], int(mapping.label_names[-1]) - 1)
 
+  def test_label_ids_outside_the_classes_name_file_line_client_and_example(self):
+    data = self.path('bad_labels')
+    fixtures.write_fedscale_images(data, {'train': [2, 3], 'test': [1]},
+                                   label_ids={('train', 3): 62, ('train', 4): -1})
+    with self.assertRaisesRegex(
+        ValueError, r"client_data_mapping/train.csv:5: client '101' example 1: label_id 62 "
+        r'is not a class id in \[0, 62\) \(and 1 more\)'):
+      fedscale_csv.load(data, dataset='femnist', published='x', num_classes=62,
+                        cache_dir=self.cache)
+    self.assertFalse(os.listdir(self.cache) if os.path.isdir(self.cache) else [])
+
   def test_missing_mapping(self):
     with self.assertRaises(FileNotFoundError) as e:
-      fedscale_csv.load(self.path('none'), dataset='google_speech',
+      fedscale_csv.load(self.path('none'), dataset='google_speech', num_classes=35,
                         published='https://example.org/speech', cache_dir=self.cache)
     message = str(e.exception)
     self.assertIn('client_data_mapping/train.csv', message)
@@ -308,6 +332,30 @@ class TffSqliteTest(LoaderTestCase):
     element = _elements(cifar, '1')[0]
     self.assertEqual((element['image'].shape, element['image'].dtype), ((32, 32, 3), np.uint8))
     self.assertEqual(element['coarse_label'], element['label'] // 5)
+
+  def test_every_example_is_parsed_and_its_label_checked_once(self):
+    data = self.path('tff')
+    fixtures.write_tff_emnist(data, replace={('all_train', 'f0001_41', 4): {'label': 70}})
+    with self.assertRaisesRegex(
+        ValueError, r"emnist_all.sqlite: split 'all_train' client 'f0001_41' example 4: "
+        r'label 70 is not a class id in \[0, 62\)'):
+      tff_sqlite.load('emnist', data, cache_dir=self.cache, num_classes=62)
+    # The digits splits are fine; their verdict is cached and the check skipped.
+    tff_sqlite.load('emnist', data, ('digits_train',), self.cache, num_classes=10)
+    self.assertLen([f for f in os.listdir(self.cache) if f.startswith('tff-checked-')], 1)
+    with self.assertRaisesRegex(ValueError, 'label 5 is not a class id in'):
+      tff_sqlite.load('emnist', data, ('digits_train',), self.path('c2'), num_classes=5)
+
+  def test_examples_of_the_wrong_shape_or_type_are_named(self):
+    for fields, reason in (({'pixels': np.zeros((27, 28), np.float32)}, 'pixels'),
+                           ({'label': 'seven'}, 'label')):
+      with self.subTest(reason):
+        data = self.path(reason)
+        fixtures.write_tff_emnist(data, replace={('all_test', "f0002_'q", 1): fields})
+        with self.assertRaisesRegex(
+            ValueError, "split 'all_test' client \"f0002_'q\" example 1: does not fit "
+            rf"TFF's format \(pixels float32 \[28, 28\], label int64 \[\]\): .*{reason}"):
+          tff_sqlite.load('emnist', data, cache_dir=self.cache, num_classes=62)
 
   def test_lzma_archive_is_decompressed_into_the_cache(self):
     data = self.path('tff')
@@ -361,6 +409,15 @@ class TfdsTest(LoaderTestCase):
                            samples_per_client=30, cache_dir=self.cache)
     self.assertLen(pam['train'], 4)
     self.assertLen(pam['test'], 1)
+
+  def test_labels_beyond_the_declared_classes(self):
+    root = self.path('tfds')
+    fixtures.write_tfds(root, num_train=30, num_test=10, declared_num_classes=4)
+    with self.assertRaisesRegex(
+        ValueError, r"toy_images/1.0.0: split 'train' example \d+ \(before partitioning "
+        r'into clients\): label \d+ is not a class id in \[0, 4\)'):
+      tfds_source.load('toy_images', root, partition='iid', num_clients=3, num_classes=4,
+                       cache_dir=self.cache)
 
   def test_not_prepared(self):
     with self.assertRaises(FileNotFoundError) as e:
