@@ -40,8 +40,7 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
   splits = fedscale_csv.load(data_dir, dataset='amazon', published=PUBLISHED,
                              label_from='rating', inline=True, cache_dir=cache_dir,
                              num_classes=num_classes,
-                             class_hint='ratings are 1..num_classes; fix it or raise '
-                             '--task_options=num_classes')
+                             class_option='num_classes')
   train = splits['train']
   source = sources.FederatedSource(train, splits['test'])
   source = source.filter_train(min_samples, max_samples)

@@ -126,9 +126,38 @@ def label_ids_from_names(mappings: Sequence[Mapping],
   return result
 
 
+def _is_image(head: bytes) -> bool:
+  return head.startswith((b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a',
+                          b'BM'))
+
+
+def _is_wav(head: bytes) -> bool:
+  return head[:4] == b'RIFF' and head[8:12] == b'WAVE'
+
+
+# What the tasks' TF decoding reads (`decode_image`, `decode_wav`), by the
+# first bytes of a sample file.
+SAMPLE_FORMATS = {'image': ('a JPEG, PNG, GIF or BMP image', _is_image),
+                  'wav': ('a RIFF/WAVE file', _is_wav)}
+
+
+def _head(path: str) -> Optional[bytes]:
+  """The first 12 bytes of `path`, None when it does not exist (b'' when it
+  cannot be read: a directory, no permission)."""
+  try:
+    with open(path, 'rb') as f:
+      return f.read(12)
+  except (FileNotFoundError, NotADirectoryError):
+    return None
+  except OSError:
+    return b''
+
+
 def resolve_samples(mapping: Mapping, data_dir: str, split: str,
-                    check_files: bool) -> list[str]:
-  """Absolute sample paths: `<data_dir>/<split>/p` or `<data_dir>/p`."""
+                    check_files: bool, sample_format: Optional[str] = None) -> list[str]:
+  """Absolute sample paths: `<data_dir>/<split>/p` or `<data_dir>/p`; with
+  `check_files` each must exist and, with `sample_format` (a key of
+  SAMPLE_FORMATS), start as that format does (one 12-byte read per file)."""
   bases = [os.path.join(data_dir, split), data_dir]
   first = mapping.samples[0] if mapping.samples else ''
   base = next((b for b in bases if os.path.exists(os.path.join(b, first))), None)
@@ -141,11 +170,20 @@ def resolve_samples(mapping: Mapping, data_dir: str, split: str,
     base = bases[0]
   paths = [p if os.path.isabs(p) else os.path.join(base, p) for p in mapping.samples]
   if check_files:
-    missing = [p for p in paths if not os.path.exists(p)]
+    heads = [_head(p) for p in paths]
+    missing = [p for p, h in zip(paths, heads) if h is None]
     if missing:
       raise FileNotFoundError(
           f'{len(missing)} of {len(paths)} samples listed in {mapping.path} are missing '
           f'(e.g. {missing[:3]}); put them under {base}/.')
+    if sample_format:
+      description, fits = SAMPLE_FORMATS[sample_format]
+      bad = [row for row, h in enumerate(heads) if not fits(h)]
+      if bad:
+        others = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
+        raise ValueError(f'{mapping.locate(bad[0])}: sample {paths[bad[0]]} is not '
+                         f'{description} (it starts with {heads[bad[0]][:8]!r}){others}; '
+                         'replace it or remove its row.')
   return paths
 
 
@@ -182,14 +220,15 @@ def label_ids(mappings: Sequence[Mapping], label_from: str,
 def load(data_dir: str, *, dataset: str, published: str, num_classes: int,
          label_from: str = 'label_id', classes: Optional[Sequence[str]] = None,
          inline: bool = False, check_files: bool = True, cache_dir: Optional[str] = None,
-         splits: Sequence[str] = SPLITS, class_hint: str = ''
-         ) -> dict[str, sources.ClientSplit]:
+         splits: Sequence[str] = SPLITS, class_option: str = '',
+         sample_format: Optional[str] = None) -> dict[str, sources.ClientSplit]:
   """`ClientSplit`s of `{'sample': string, 'label': int64}` per split (see
   `label_ids` for `label_from` and `classes`).
 
   Every label must be a class id in [0, num_classes) (checked at conversion;
-  a bad one is a ValueError naming file, line, client and example, ending
-  with `class_hint` when given).
+  a bad one is a ValueError naming file, line, client and example; when the
+  task option `class_option` sets num_classes, it says which value fits). With `sample_format`, every sample file must
+  start as that format does (`resolve_samples`).
   """
   paths = [mapping_path(data_dir, s) for s in splits] if data_dir else []
   if not paths or not all(os.path.isfile(p) for p in paths):
@@ -202,19 +241,23 @@ def load(data_dir: str, *, dataset: str, published: str, num_classes: int,
   key = storage.fingerprint(paths, inline=inline, data_dir=os.path.abspath(data_dir),
                             checked=check_files, label_from=label_from,
                             classes=list(classes) if classes else None,
-                            num_classes=num_classes)
+                            num_classes=num_classes, sample_format=sample_format)
   store = os.path.join(storage.resolve_cache_dir(cache_dir), f'fedscale-{key}.sqlite')
   if not os.path.exists(store):   # first use: parse, check the files, convert
     mappings = [read_mapping(p) for p in paths]
     for m in mappings:
       if not m.num_rows:
         raise ValueError(f'{m.path} lists no samples.')
-    samples = [m.samples if inline else resolve_samples(m, data_dir, s, check_files)
+    samples = [m.samples if inline else resolve_samples(m, data_dir, s, check_files,
+                                                         sample_format)
                for m, s in zip(mappings, splits)]
     labels = label_ids(mappings, label_from, classes)
-    what = 'rating - 1' if label_from == 'rating' else label_from
+    what = 'rating - 1 =' if label_from == 'rating' else label_from
+    needed = max(int(l.max()) + 1 for l in labels)
+    hint = (f'fix it, or pass --task_options={class_option}={needed}'
+            if class_option and needed > num_classes else '')
     for m, split_labels in zip(mappings, labels):
-      checks.check_class_ids(split_labels, num_classes, m.locate, what, class_hint)
+      checks.check_class_ids(split_labels, num_classes, m.locate, what, hint)
     schema = {'sample': storage.Field(storage.STRING), 'label': storage.Field('int64')}
     meta = {'source': 'fedscale', 'mappings': paths}
     with storage.writing(store, schema, meta) as writer:

@@ -63,7 +63,8 @@ def load_source(data_dir: str, digits: bool, cache_dir: str):
     fn = _from_tff
   elif fedscale_csv.has_fedscale_layout(data_dir) and not digits:
     splits = fedscale_csv.load(data_dir, dataset=name, published=PUBLISHED,
-                               cache_dir=cache_dir, num_classes=62)
+                               cache_dir=cache_dir, num_classes=62,
+                               sample_format='image')
     fn = _from_image_file
   else:
     expected = ['LEAF JSON shards <data_dir>/train/*.json and <data_dir>/test/*.json',

@@ -54,7 +54,7 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
   fn = element_fn(features)
   splits = fedscale_csv.load(data_dir, dataset='google_speech', published=PUBLISHED,
                              label_from='label_name', classes=CLASSES, cache_dir=cache_dir,
-                             num_classes=len(CLASSES))
+                             num_classes=len(CLASSES), sample_format='wav')
   source = sources.FederatedSource(splits['train'], splits['test'])
   source = source.filter_train(min_samples, max_samples)
   shape = (audio.NUM_MELS, 32, 1)

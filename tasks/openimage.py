@@ -50,7 +50,8 @@ def build(data_dir: str, seed: int, *, model: str = '', min_samples: int = 1,
                      f'{image_size} and {num_classes}.')
   splits = fedscale_csv.load(data_dir, dataset='openimage', published=PUBLISHED,
                              cache_dir=cache_dir, num_classes=num_classes,
-                             class_hint='fix it or raise --task_options=num_classes')
+                             class_option='num_classes',
+                             sample_format='image')
   source = sources.FederatedSource(splits['train'], splits['test'])
   source = source.filter_train(min_samples, max_samples)
   shape = (image_size, image_size, 3)

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import shutil
 import tempfile
 
@@ -118,6 +119,31 @@ class AsynchronousTest(absltest.TestCase):
     self.assertTrue(all(int(r['staleness']) > 1 for r in stale))
     self.assertEqual(sum(r['stale_dropped'] for r in records), len(stale))
     self.assertTrue(all(r['completed'] == 2 for r in records[1:]))
+
+  def test_a_slowly_filling_buffer_reports_progress(self):
+    population = _population(self.task, np.full(20, 50.0))
+    by_results = self._async(population, selection.UniformSelector(2),
+                             asynchronous.AsyncConfig(2, 12, max_staleness=0,
+                                                      progress_every_results=5))
+    with self.assertLogs('absl', 'WARNING') as logs:
+      by_results.run_round(by_results.initialize())
+    self.assertLen(logs.output, 2)
+    self.assertRegex(logs.output[0], r'server step 1 is waiting for its buffer: 5 of 12 '
+                     r'updates after 5 client results \(0 dropped offline, 0 too stale\) '
+                     r'in [0-9.]+ virtual s \(virtual time [0-9.]+ s\); \d clients training')
+    self.assertIn('10 of 12 updates after 10 client results', logs.output[1])
+    # Every 2 virtual s without a step: one line per 2 s, as the buffer fills.
+    by_time = self._async(population, selection.UniformSelector(2),
+                          asynchronous.AsyncConfig(2, 12, max_staleness=0,
+                                                   progress_every_s=2.0))
+    with self.assertLogs('absl', 'WARNING') as logs:
+      state, _ = by_time.run_round(by_time.initialize())
+    times = [float(re.search(r'virtual time ([0-9.]+) s', l).group(1)) for l in logs.output]
+    buffered = [int(re.search(r'buffer: (\d+) of 12', l).group(1)) for l in logs.output]
+    self.assertBetween(len(times), 1, int(state.virtual_time_s // 2.0))
+    self.assertTrue(all(b - a >= 2.0 - 0.05 for a, b in zip([0.0] + times, times)), times)
+    self.assertEqual(buffered, sorted(buffered))
+    self.assertLess(buffered[-1], 12)
 
   def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(self):
     tmp = self.enterContext(tempfile.TemporaryDirectory())

@@ -29,6 +29,12 @@ INSPECT = 'tf_fedscale.traces.inspect'
 CONVERT = 'tf_fedscale.traces.convert'
 PROGRAMS = (RUN, REPORT, STATS, INSPECT, CONVERT)
 USER_FILE = 'notes.txt'   # a file the user keeps in --output_dir
+# A directory nobody can write into, root included (CI runs as root, for whom
+# permission bits do not bind, so a chmod'ed directory would be writable and a
+# read-only bind mount needs privileges CI lacks): /proc refuses new entries
+# to everyone. As a user, `cli.output_dir_problem` refuses it (permission
+# denied); as root, os.access says yes and creating the directory fails
+# (`claim_output_dir`), still before anything is written.
 UNWRITABLE = '/proc/tf_fedscale_cannot_write_here'
 SMALL = ('--rounds=2', '--clients_per_round=5', '--eval_every=1', '--eval_clients=10',
          '--local_epochs=0', '--local_steps=2')
@@ -187,7 +193,7 @@ CASES = (
     Case('run_output_dir_under_a_file', RUN,
          ['--output_dir={dir}/afile/out', *SMALL], '--output_dir', _file('afile')),
     Case('run_output_dir_unwritable', RUN,
-         [f'--output_dir={UNWRITABLE}/out', *SMALL], '--output_dir'),
+         [f'--output_dir={UNWRITABLE}/out', *SMALL], '--output_dir: cannot'),
     Case('run_output_dir_empty', RUN, ['--output_dir=', *SMALL],
          '--output_dir'),
     Case('run_output_dir_holds_results', RUN,
@@ -314,6 +320,11 @@ CASES = (
           '--cache_dir={cache}', *SMALL], "train.csv:5: client '101' example 1: label_id 62",
          _fixture('write_fedscale_images', 'fedscale',
                   counts={'train': [2, 3, 2], 'test': [2]}, label_ids={('train', 3): 62})),
+    Case('fedscale_csv_image_not_an_image', RUN,
+         ['--output_dir={dir}/out', '--task=femnist', '--data_dir={dir}/fedscale',
+          '--cache_dir={cache}', *SMALL], "client '100' example 1: sample",
+         _fixture('write_fedscale_images', 'fedscale', counts={'train': [2, 3], 'test': [2]},
+                  not_images=[('train', 1)])),
     Case('tfds_label_beyond_declared_classes', RUN,
          ['--output_dir={dir}/out', '--task=tfds', '--data_dir={dir}/tfds',
           '--task_options=name=toy_images,partition=iid,num_clients=6',

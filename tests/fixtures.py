@@ -109,11 +109,13 @@ def write_fedscale_images(data_dir: str, counts: Mapping[str, Sequence[int]],
                           num_classes: int = 4, size: int = 28, channels: int = 1,
                           image_format: str = 'png', under_split: bool = True,
                           seed: int = 0,
-                          label_ids: Optional[Mapping[tuple[str, int], int]] = None
+                          label_ids: Optional[Mapping[tuple[str, int], int]] = None,
+                          not_images: Sequence[tuple[str, int]] = ()
                           ) -> dict[str, list[str]]:
   """Images under <data_dir>/<split>/ (or <data_dir>/ with under_split=False)
-  and mapping CSVs; `counts[split]` = samples per client. `label_ids[(split,
-  row)]` replaces a row's label_id in the CSV (a bad input). Returns client ids."""
+  and mapping CSVs; `counts[split]` = samples per client. Bad inputs:
+  `label_ids[(split, row)]` replaces a row's label_id in the CSV, and the files
+  of `not_images` rows hold an HTML page instead. Returns client ids."""
   rng = np.random.default_rng(seed)
   ids = {}
   for split, per_client in counts.items():
@@ -130,7 +132,8 @@ def write_fedscale_images(data_dir: str, counts: Mapping[str, Sequence[int]],
         base = os.path.join(data_dir, split) if under_split else data_dir
         os.makedirs(os.path.join(base, f'c{client}'), exist_ok=True)
         with open(os.path.join(base, rel), 'wb') as f:
-          f.write(encoded)
+          f.write(b'<html>404 not found</html>' if (split, len(rows)) in not_images
+                  else encoded)
         rows.append((client, rel, f'class{label}', label))
     for (bad_split, row), label_id in (label_ids or {}).items():
       if bad_split == split:

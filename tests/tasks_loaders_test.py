@@ -287,6 +287,29 @@ class FedScaleCsvTest(LoaderTestCase):
                         cache_dir=self.cache)
     self.assertFalse(os.listdir(self.cache) if os.path.isdir(self.cache) else [])
 
+  def test_sample_files_must_be_what_the_task_decodes(self):
+    images = self.path('images')
+    fixtures.write_fedscale_images(images, {'train': [2, 2], 'test': [1]},
+                                   not_images=[('train', 3)])
+    with self.assertRaisesRegex(
+        ValueError, r"train.csv:5: client '101' example 1: sample .*c101/img_1.png is not a "
+        r"JPEG, PNG, GIF or BMP image \(it starts with b'<html>40'\)"):
+      fedscale_csv.load(images, dataset='femnist', published='x', num_classes=4,
+                        sample_format='image', cache_dir=self.cache)
+    speech = self.path('speech')
+    fixtures.write_fedscale_speech(speech, {'train': [1, 2], 'test': [1]})
+    clip = fedscale_csv.read_mapping(fedscale_csv.mapping_path(speech, 'test')).samples[0]
+    fedscale_csv.load(speech, dataset='speech', published='x', label_from='label_name',
+                      classes=('down', 'no', 'up', 'yes'), num_classes=4,
+                      sample_format='wav', cache_dir=self.cache)
+    with open(os.path.join(speech, 'test', clip), 'r+b') as f:
+      f.write(b'RIFX')
+    with self.assertRaisesRegex(ValueError, "test.csv:2: client '0' example 0: .* is not a "
+                                'RIFF/WAVE file'):
+      fedscale_csv.load(speech, dataset='speech', published='x', label_from='label_name',
+                        classes=('down', 'no', 'up', 'yes'), num_classes=4,
+                        sample_format='wav', cache_dir=self.path('c2'))
+
   def test_missing_mapping(self):
     with self.assertRaises(FileNotFoundError) as e:
       fedscale_csv.load(self.path('none'), dataset='google_speech', num_classes=35,

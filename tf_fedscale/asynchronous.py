@@ -36,6 +36,7 @@ process state) or choose a cohort's finishers (`on_client_completion`: updates
 arrive one by one), and a round deadline.
 """
 
+import collections
 import copy
 import dataclasses
 import heapq
@@ -44,6 +45,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -80,17 +82,24 @@ def staleness_weight(staleness: int, weighting: str) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class AsyncConfig:
-  """FedBuff's knobs."""
+  """FedBuff's knobs, and how often a server step that keeps waiting for its
+  buffer says so (a warning line every `progress_every_results` client
+  results or `progress_every_s` virtual seconds without a step, whichever
+  comes first), so a slowly filling buffer never looks like a hung run."""
 
   max_concurrency: int
   buffer_size: int
   max_staleness: int
   staleness_weighting: str = 'sqrt'
+  progress_every_results: int = 500
+  progress_every_s: float = 3600.0
 
   def __post_init__(self):
-    for name in ('max_concurrency', 'buffer_size'):
+    for name in ('max_concurrency', 'buffer_size', 'progress_every_results'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}.')
+    if not self.progress_every_s > 0:
+      raise ValueError(f'progress_every_s must be > 0, got {self.progress_every_s}.')
     if self.max_staleness < 0:
       raise ValueError(f'max_staleness must be >= 0, got {self.max_staleness}.')
     staleness_weight(0, self.staleness_weighting)
@@ -261,7 +270,13 @@ class AsyncSimulation(simulation.Driver):
     buffer, sequence = list(pending.buffer), pending.sequence
     now_s, idle_s, draw = state.virtual_time_s, 0.0, 0
     started, handled = [], []
+    reported_results, reported_s = 0, now_s
     while len(buffer) < self.config.buffer_size:
+      if (len(handled) - reported_results >= self.config.progress_every_results
+          or now_s - reported_s >= self.config.progress_every_s):
+        self._report_waiting(step, state.virtual_time_s, now_s, len(buffer), handled,
+                             len(running))
+        reported_results, reported_s = len(handled), now_s
       if not events or events[0][0] != now_s:
         free = self.config.max_concurrency - len(running)
         if free > 0:
@@ -307,6 +322,17 @@ class AsyncSimulation(simulation.Driver):
         self.hooks.get_state())
     rows = tuple(self._row(step, h, state.round_num) for h in handled)
     return new_state, simulation.RoundResult(record, rows, feedback)
+
+  def _report_waiting(self, step: int, since_s: float, now_s: float, buffered: int,
+                      handled: list[_Handled], training: int) -> None:
+    """One line: the step is still waiting, how full its buffer is, and why."""
+    statuses = collections.Counter(h.status for h in handled)
+    logging.warning(
+        'async: server step %d is waiting for its buffer: %d of %d updates after %d '
+        'client results (%d dropped offline, %d too stale) in %.1f virtual s (virtual '
+        'time %.1f s); %d clients training.', step, buffered, self.config.buffer_size,
+        len(handled), statuses[accounting.Status.DROPPED_OFFLINE],
+        statuses[accounting.Status.STRAGGLER], now_s - since_s, now_s, training)
 
   def _fresh_clients(self, step: int, now_s: float, draw: int, count: int,
                      running: dict[int, _Job]) -> np.ndarray:
