@@ -329,7 +329,7 @@ class TffSqliteTest(LoaderTestCase):
   def test_emnist_splits(self):
     data = self.path('tff')
     writers = fixtures.write_tff_emnist(data)
-    splits = tff_sqlite.load('emnist', data, ('train', 'test', 'digits_train'))
+    splits = tff_sqlite.load('emnist', data, ('train', 'test', 'digits_train'), self.cache)
     self.assertEqual(splits['train'].client_ids, tuple(writers))
     np.testing.assert_array_equal(splits['train'].num_examples, [8, 9, 10])
     np.testing.assert_array_equal(splits['test'].num_examples, [3, 4, 5])
@@ -345,13 +345,13 @@ class TffSqliteTest(LoaderTestCase):
     fixtures.write_tff_shakespeare(data)
     fixtures.write_tff_stackoverflow(data)
     fixtures.write_tff_cifar100(data)
-    shakespeare = tff_sqlite.load('shakespeare', data)['train']
+    shakespeare = tff_sqlite.load('shakespeare', data, cache_dir=self.cache)['train']
     self.assertEqual(shakespeare.client_ids, ('KING_LEAR_KENT', 'HAMLET_OPHELIA'))
     self.assertIsInstance(_elements(shakespeare, 'HAMLET_OPHELIA')[0]['snippets'], bytes)
-    so = tff_sqlite.load('stackoverflow', data, ('train', 'heldout', 'test'))
+    so = tff_sqlite.load('stackoverflow', data, ('train', 'heldout', 'test'), self.cache)
     np.testing.assert_array_equal(so['heldout'].num_examples, [2, 3, 4])
     self.assertEqual(_elements(so['train'], '00002')[0]['tags'], b'java|exception')
-    cifar = tff_sqlite.load('cifar100', data)['test']
+    cifar = tff_sqlite.load('cifar100', data, cache_dir=self.cache)['test']
     element = _elements(cifar, '1')[0]
     self.assertEqual((element['image'].shape, element['image'].dtype), ((32, 32, 3), np.uint8))
     self.assertEqual(element['coarse_label'], element['label'] // 5)
@@ -400,7 +400,7 @@ class TffSqliteTest(LoaderTestCase):
     with sqlite3.connect(self.path('bad', 'cifar100.sqlite')) as con:
       con.execute('CREATE TABLE other (a TEXT)')
     with self.assertRaisesRegex(ValueError, 'not a TFF ClientData SQLite file'):
-      tff_sqlite.load('cifar100', self.path('bad'))
+      tff_sqlite.load('cifar100', self.path('bad'), cache_dir=self.cache)
 
 
 class TfdsTest(LoaderTestCase):
