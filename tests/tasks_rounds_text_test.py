@@ -1,6 +1,6 @@
 """stackoverflow_nwp, stackoverflow_tag (TFF SQLite + count files) and amazon
 (FedScale layout, inline text): elements, and one federated round lowering the
-loss."""
+loss; and every text task's targets inside its model's outputs."""
 
 import os
 
@@ -48,6 +48,33 @@ class TextRoundTest(cases.TaskRoundTestCase):
     self.assertEqual(task.train_data.element_type_structure,
                      (tf.TensorSpec((16,), tf.int32), tf.TensorSpec((), tf.int32)))
     self.assert_round_lowers_loss(task, client_lr=0.5)
+
+  def test_token_id_targets_lie_inside_the_models_outputs(self):
+    """Text targets are ids from the task's own vocabulary (pad, words, oov,
+    bos, eos), so no input can put one outside the model's outputs: checked
+    over every training example, with vocabularies small enough for oov."""
+    def write(writer, name, *args):
+      data = os.path.join(self.root, name)
+      getattr(fixtures, writer)(data, *args)
+      return data
+    for name, data, options in (
+        ('stackoverflow_nwp', write('write_tff_stackoverflow', 'so'), 'vocab_size=3'),
+        ('shakespeare', write('write_leaf_shakespeare', 'leaf_sh'), 'seq_len=20'),
+        ('shakespeare', write('write_tff_shakespeare', 'tff_sh'), 'seq_len=20'),
+        ('reddit', write('write_reddit_json', 'rj', {'train': [3, 2], 'test': [1]}),
+         'vocab_size=4'),
+        ('reddit', write('write_reddit_text', 'rt', {'train': [40, 30], 'test': [25]}),
+         'vocab_size=4,seq_len=5'),
+        ('amazon', write('write_fedscale_amazon', 'am', {'train': [4, 3], 'test': [2]}),
+         'vocab_size=3,num_classes=5')):
+      with self.subTest(f'{name} {os.path.basename(data)}'):
+        task = self.build(name, data, options=options)
+        outputs = task.keras_model_fn().output_shape[-1]
+        targets = np.concatenate([
+            np.reshape(y, -1) for c in task.train_data.client_ids
+            for _, y in task.train_data.create_tf_dataset_for_client(c).as_numpy_iterator()])
+        self.assertGreaterEqual(targets.min(), 0)
+        self.assertLess(targets.max(), outputs)
 
 
 if __name__ == '__main__':
