@@ -7,21 +7,27 @@ r"""How close a tf_fedscale round is to the cost of its SGD: one process, one ru
   python -m tf_fedscale.experiments.benchmark --execution=workers:2  # any --execution
 
 Training workloads measure, round by round, interleaved and in rotating order
-(so a change of machine load hits all three alike), on the same model, initial weights, client
-data and SGD work (clients x local steps x batch):
-  pure_tf      the bound: one tf.function runs every client's local SGD from the
-               global weights on its dataset (built by the same dataset function)
-               and applies the example-weighted mean update;
+(so a change of machine load hits all alike), on the same model, initial weights, client
+data, cohort (client ids of round r: r x clients_per_round, ...) and SGD work (clients x
+local steps x batch):
+  sgd_bound    the lower reference: every client's batches materialized as tensors
+               before the timing starts, one compiled SGD step per batch, then the
+               example-weighted mean update (plain TF at its fastest here);
+  serial_tf    one tf.function walks every client's tf.data pipeline (built by the
+               same dataset function) one client after another, then the mean update;
   raw_tff      `process.next(state, client_ids)` of `build_weighted_fed_avg`
                composed with the dataset computation, no tf_fedscale;
-  tf_fedscale  `Simulation.run_round`: selection, latency accounting, the
-               process's `next`, bookkeeping, on an always-online population of
-               identical devices, so exactly `clients_per_round` clients train.
-raw_tff and tf_fedscale run on the `--execution` context. Each prints one JSON
-line per round (round 0 is an untimed warm-up: tracing and compilation) with
-`seconds` (wall), `cpu_seconds` (this process plus the local workers) and
-`rss_bytes` (the same processes), then a `summary` line with medians, ratios,
-and the resident-memory growth from the first to the last round.
+  tf_fedscale  `Simulation.run_round`: selection (of the same cohort), latency
+               accounting, the process's `next`, bookkeeping, on an always-online
+               population of identical devices.
+raw_tff and tf_fedscale run on the `--execution` context (with `inprocess`, raw
+TFF runs in-process too). Each prints one JSON line per round (round 0 is an
+untimed warm-up: tracing and compilation) with `seconds` (wall), `cpu_seconds`
+(this process plus the local workers) and `rss_bytes` (the same processes), then
+a `summary` line with medians, ratios, the resident-memory growth from the
+first to the last round, and `round1_max_weight_diff`: the largest difference
+between the measures' weights after the first round (the benchmark fails when
+it exceeds 1e-4: they must train the same thing).
 
 `--workload=population` (numpy only) times selection plus accounting for a
 population of `--population` clients on the default traces: lines with
@@ -48,6 +54,7 @@ from tf_fedscale import algorithms
 from tf_fedscale import availability as availability_lib
 from tf_fedscale import cli
 from tf_fedscale import execution as execution_lib
+from tf_fedscale import inprocess_engine
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
@@ -60,7 +67,8 @@ from tf_fedscale.tasks import synthetic
 from tf_fedscale.traces import default as default_traces
 
 WORKLOADS = ('femnist_cnn', 'synthetic', 'population')
-MEASURES = ('pure_tf', 'raw_tff', 'tf_fedscale')
+MEASURES = ('sgd_bound', 'serial_tf', 'raw_tff', 'tf_fedscale')
+WEIGHT_TOLERANCE = 1e-4
 FEMNIST_CLASSES = 62
 
 _WORKLOAD = flags.DEFINE_enum('workload', 'femnist_cnn', WORKLOADS, 'What to run.')
@@ -71,7 +79,7 @@ _CLIENTS = flags.DEFINE_integer(
 _ROUNDS = flags.DEFINE_integer('rounds', None,
                                'Timed rounds (default 3; population: 50).')
 _WHAT = flags.DEFINE_list('what', list(MEASURES),
-                          'Which of pure_tf, raw_tff, tf_fedscale to run.')
+                          'Which of sgd_bound, serial_tf, raw_tff, tf_fedscale to run.')
 _EXECUTION = flags.DEFINE_string('execution', 'local',
                                  execution_lib.placement.EXECUTION_HELP + '.')
 _WORKER_DEVICES = flags.DEFINE_string('worker_devices', '',
@@ -85,6 +93,9 @@ _RECYCLE = flags.DEFINE_float(
     'recycle_growth', execution_lib.DEFAULT_RECYCLE_GROWTH,
     'Restart a local worker between rounds once its memory grew this much over '
     'its baseline (0: never).')
+_DATA_CACHE = flags.DEFINE_integer(
+    'data_cache_mb', -1, '--execution=inprocess: MB of client data kept in memory '
+    '(-1: a quarter of the machine\'s memory; 0: none).')
 _LOCAL_STEPS = flags.DEFINE_integer('local_steps', 5, 'Local SGD steps per client.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 20, 'Client batch size.')
 _CLIENT_LR = flags.DEFINE_float('client_lr', 0.02, 'Client learning rate.')
@@ -142,10 +153,61 @@ def build_task(workload: str, num_clients: int, work: local_work_lib.LocalWork,
 # --- the three measurements -------------------------------------------------
 
 
-def build_pure_tf_round(task: task_base.Task, work: local_work_lib.LocalWork,
-                        client_lr: float, initial: tff.learning.models.ModelWeights
-                        ) -> tuple[Callable[[Sequence[str]], Any], tf.keras.Model]:
-  """The bound: FedAvg's client SGD and weighted mean in one tf.function."""
+def build_sgd_bound_round(task: task_base.Task, work: local_work_lib.LocalWork,
+                          client_lr: float, initial: tff.learning.models.ModelWeights
+                          ) -> tuple[Callable[[Sequence[str]], Any], tf.keras.Model,
+                                     Callable[[Sequence[str]], None]]:
+  """The lower reference: data in memory, one compiled SGD step per batch.
+
+  Returns (round function, model, `materialize(client_ids)`: decodes those
+  clients' batches into tensors, to call before timing).
+  """
+  model = task.keras_model_fn()
+  initial.assign_weights_to(model)
+  loss_fn = task.loss_fn()
+  dataset_fn = task.train_data.preprocess(work.preprocess).serializable_dataset_fn
+  variables = model.trainable_variables
+  x_spec, y_spec = dataset_fn(tf.constant(task.train_data.client_ids[0])).element_spec
+
+  @tf.function(input_signature=[x_spec, y_spec])
+  def step(x: tf.Tensor, y: tf.Tensor) -> None:
+    with tf.GradientTape() as tape:
+      loss = loss_fn(y, model(x, training=True))
+    for v, g in zip(variables, tape.gradient(loss, variables)):
+      v.assign_sub(client_lr * g)
+
+  step.get_concrete_function()  # traced before TFF builds models in v1 graphs
+  batches: dict[str, list[tuple[tf.Tensor, tf.Tensor]]] = {}
+
+  def materialize(client_ids: Sequence[str]) -> None:
+    for c in client_ids:
+      if c not in batches:
+        batches[c] = list(dataset_fn(tf.constant(c)))
+
+  def round_fn(client_ids: Sequence[str]) -> None:
+    start = [tf.identity(v) for v in variables]
+    update_sum = [tf.zeros_like(v) for v in variables]
+    total = 0
+    for c in client_ids:
+      for v, w in zip(variables, start):
+        v.assign(w)
+      examples = 0
+      for x, y in batches[c]:
+        step(x, y)
+        examples += int(y.shape[0])
+      update_sum = [s + examples * (v - w)
+                    for s, v, w in zip(update_sum, variables, start)]
+      total += examples
+    for v, w, s in zip(variables, start, update_sum):
+      v.assign(w + s / total)
+
+  return round_fn, model, materialize
+
+
+def build_serial_tf_round(task: task_base.Task, work: local_work_lib.LocalWork,
+                          client_lr: float, initial: tff.learning.models.ModelWeights
+                          ) -> tuple[Callable[[Sequence[str]], Any], tf.keras.Model]:
+  """One tf.function: every client's pipeline walked in turn, then the mean update."""
   model = task.keras_model_fn()
   initial.assign_weights_to(model)
   loss_fn = task.loss_fn()
@@ -203,15 +265,28 @@ def ideal_population(client_ids: Sequence[str], num_examples: np.ndarray,
       availability_lib.AvailabilityTrace.always(n), seed=seed)
 
 
+class CohortSelector(selection.BaseSelector):
+  """Invites the benchmark's cohort of each round, so all measures train it."""
+
+  def __init__(self, cohort_indices: Callable[[int], np.ndarray], clients_per_round: int):
+    super().__init__(clients_per_round)
+    self._cohort_indices = cohort_indices
+
+  def select(self, round_num, virtual_time_s, population, rng):
+    del virtual_time_s, population, rng
+    return self._cohort_indices(round_num - 1)  # Simulation counts from 1
+
+
 def build_tf_fedscale(task: task_base.Task, work: local_work_lib.LocalWork,
                       client_lr: float, clients_per_round: int, seed: int,
-                      initial: tff.learning.models.ModelWeights
+                      initial: tff.learning.models.ModelWeights,
+                      cohort_indices: Callable[[int], np.ndarray]
                       ) -> simulation.Simulation:
   pop = ideal_population(task.train_data.client_ids, task.num_train_examples, seed)
   process = algorithms.build_process('fedavg', task.model_fn(), client_lr, 1.0)
   return simulation.Simulation(
       process, task.train_data, pop,
-      selection.UniformSelector(clients_per_round, overcommit=1.0),
+      CohortSelector(cohort_indices, clients_per_round),
       accounting.LatencyAccountant(pop, clients_per_round=clients_per_round),
       work, seed=seed, initial_model_weights=initial)
 
@@ -237,7 +312,7 @@ def _proc_rss_bytes(pid: int, field: str = 'VmRSS') -> int:
 class Meter:
   """CPU seconds and resident bytes of this process plus its local workers."""
 
-  def __init__(self, execution: Optional[execution_lib.Execution] = None):
+  def __init__(self, execution: Optional[execution_lib.Engine] = None):
     self.execution = execution
 
   def pids(self) -> list[int]:
@@ -245,7 +320,9 @@ class Meter:
     return [os.getpid()] + [w.pid for w in workers if w.is_alive()]
 
   def cpu_seconds(self) -> float:
-    total = 0.0
+    """CPU seconds of this process and its workers, retired ones included."""
+    retired = self.execution.retired if self.execution else []
+    total = sum(r.cpu_seconds for r in retired)
     for pid in self.pids():
       try:
         total += _proc_cpu_seconds(pid)
@@ -280,9 +357,16 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
   return round(a / b, 4) if a is not None and b else None
 
 
+def _max_weight_diff(weight_lists: Sequence[Sequence[np.ndarray]]) -> float:
+  """Largest absolute difference between the first list of weights and the others."""
+  first = weight_lists[0]
+  return max((float(np.max(np.abs(a - b))) for other in weight_lists[1:]
+              for a, b in zip(first, other)), default=0.0)
+
+
 def run_training(workload: str, clients_per_round: int, rounds: int,
                  what: Sequence[str]) -> dict[str, Any]:
-  """The interleaved pure_tf / raw_tff / tf_fedscale rounds; returns the summary."""
+  """The interleaved rounds of the measures in `what`; returns the summary."""
   work = local_work_lib.LocalWork(batch_size=_BATCH_SIZE.value,
                                   local_steps=_LOCAL_STEPS.value,
                                   shuffle_seed=_SEED.value)
@@ -296,23 +380,37 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
           'local_steps': work.local_steps, 'batch_size': work.batch_size}
   client_ids = task.train_data.client_ids
 
-  def cohort(round_num: int) -> list[str]:
+  def cohort_indices(round_num: int) -> np.ndarray:
     first = round_num * clients_per_round
-    return [client_ids[(first + j) % num_clients] for j in range(clients_per_round)]
+    return (first + np.arange(clients_per_round)) % num_clients
+
+  def cohort(round_num: int) -> list[str]:
+    return [client_ids[i] for i in cohort_indices(round_num)]
 
   times = {w: [] for w in what}
   cpus = {w: [] for w in what}
   rss = {w: [] for w in what}
   summary = dict(base, what='summary', rounds=rounds, execution=_EXECUTION.value)
   steps = {}
-  if 'pure_tf' in what:  # first: before TFF traces any Keras model
-    pure_round, _ = build_pure_tf_round(task, work, _CLIENT_LR.value,
-                                                 initial)
-    steps['pure_tf'] = lambda r: pure_round(cohort(r))
-  with execution_lib.Execution(_EXECUTION.value, _MAX_CONCURRENT.value,
-                               _WORKER_DEVICES.value,
-                               clients_per_subround=_SUBROUND.value,
-                               recycle_growth=_RECYCLE.value) as execution:
+  weights = {}  # measure -> its trainable weights now
+  # First: before TFF traces any Keras model.
+  if 'sgd_bound' in what:
+    bound_round, bound_model, materialize = build_sgd_bound_round(
+        task, work, _CLIENT_LR.value, initial)
+    for round_num in range(rounds + 1):  # the data is in memory before timing
+      materialize(cohort(round_num))
+    steps['sgd_bound'] = lambda r: bound_round(cohort(r))
+    weights['sgd_bound'] = lambda: bound_model.trainable_variables
+  if 'serial_tf' in what:
+    serial_round, serial_model = build_serial_tf_round(task, work, _CLIENT_LR.value,
+                                                       initial)
+    steps['serial_tf'] = lambda r: serial_round(cohort(r))
+    weights['serial_tf'] = lambda: serial_model.trainable_variables
+  with execution_lib.build(_EXECUTION.value, _MAX_CONCURRENT.value,
+                           _WORKER_DEVICES.value,
+                           clients_per_subround=_SUBROUND.value,
+                           recycle_growth=_RECYCLE.value,
+                           data_cache_mb=_DATA_CACHE.value) as execution:
     meter = Meter(execution)
     context = {'execution': str(execution.spec)}
     if 'raw_tff' in what:
@@ -323,9 +421,10 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
         raw_state[0] = composed.next(raw_state[0], cohort(r)).state
 
       steps['raw_tff'] = raw_step
+      weights['raw_tff'] = lambda: composed.get_model_weights(raw_state[0]).trainable
     if 'tf_fedscale' in what:
       sim = build_tf_fedscale(task, work, _CLIENT_LR.value, clients_per_round,
-                              _SEED.value, initial)
+                              _SEED.value, initial, cohort_indices)
       sim_state = [sim.initialize()]
 
       def sim_step(r):
@@ -338,6 +437,8 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
                              f'{clients_per_round}.')
 
       steps['tf_fedscale'] = sim_step
+      weights['tf_fedscale'] = lambda: sim.model_weights(
+          sim_state[0].process_state).trainable
 
     for round_num in range(rounds + 1):
       # Warm-up in the given order, then rotate it so that no measurement always
@@ -350,7 +451,7 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
                       python_cpu_seconds=round(python_cpu, 3),
                       rss_bytes=meter.rss_bytes(),
                       python_rss_bytes=_proc_rss_bytes(os.getpid()))
-        if name != 'pure_tf':
+        if name in ('raw_tff', 'tf_fedscale'):
           record.update(context, subrounds=execution.context.last_subrounds)
         if round_num == 0:
           record['warmup'] = True
@@ -359,15 +460,24 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
           cpus[name].append(cpu)
         rss[name].append(record['rss_bytes'])
         emit(record)
+      if round_num == 0:
+        diff = _max_weight_diff([[np.asarray(w) for w in weights[name]()]
+                                 for name in what])
+        summary['round1_max_weight_diff'] = diff
+        if diff > WEIGHT_TOLERANCE:
+          cli.fail(f'the measures disagree after round 1 (max weight difference '
+                   f'{diff:.3g} > {WEIGHT_TOLERANCE}): they do not train the same thing.')
     summary['recovery_events'] = len(execution.events)
     summary['worker_recycles'] = execution.recycles
     summary['peak_rss_bytes'] = meter.rss_bytes('VmHWM')  # per-process peaks, summed
+    summary['recycled_worker_peak_rss_bytes'] = max(
+        (r.peak_rss_bytes for r in execution.retired), default=0)
 
   for name in what:
     summary[f'{name}_seconds'] = round(statistics.median(times[name]), 4)
     summary[f'{name}_cpu_seconds'] = round(statistics.median(cpus[name]), 3)
-  pairs = (('raw_tff', 'pure_tf'), ('tf_fedscale', 'pure_tf'),
-           ('tf_fedscale', 'raw_tff'))
+  pairs = (('serial_tf', 'sgd_bound'), ('raw_tff', 'sgd_bound'),
+           ('tf_fedscale', 'sgd_bound'), ('tf_fedscale', 'raw_tff'))
   for a, b in pairs:
     if a in what and b in what:
       summary[f'{a}_over_{b}'] = _ratio(summary[f'{a}_seconds'],
@@ -476,9 +586,11 @@ def main(argv: Sequence[str]) -> None:
   unknown = sorted(set(what) - set(MEASURES))
   if unknown or not what:
     cli.fail(f'--what: unknown {unknown}; choose from {MEASURES}.')
-  problem = execution_lib.validate_flags(_EXECUTION.value, _WORKER_DEVICES.value)
+  problem = execution_lib.validate_flags(_EXECUTION.value, _WORKER_DEVICES.value,
+                                        _SUBROUND.value, _DATA_CACHE.value)
   if problem:
     cli.fail(f'--{problem[0]}: {problem[1]}')
+  inprocess_engine.reserve_devices(_EXECUTION.value)
   cpr = _CLIENTS.value or 100
   rounds = _ROUNDS.value or 3
   if cpr < 1 or rounds < 1:

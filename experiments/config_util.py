@@ -138,6 +138,10 @@ def _validate_mode(config: ml_collections.ConfigDict) -> None:
     _require(not config.deadline_s, 'deadline_s',
              f'--mode=async has no rounds to cut at a deadline, got {config.deadline_s}; '
              'drop it (--max_staleness bounds late updates).')
+    _require(not config.get('execution', 'local').startswith('inprocess'), 'execution',
+             f'--mode=async trains each client in its own call, which has no '
+             f'MapReduceForm to run in this process, got {config.execution!r}; use '
+             '--execution=local or workers:N.')
     return
   defaults = default_config.get_config()
   for key in ASYNC_ONLY:
@@ -149,7 +153,9 @@ def _validate_mode(config: ml_collections.ConfigDict) -> None:
 def _validate_execution(config: ml_collections.ConfigDict) -> None:
   """--execution and --worker_devices (tf_fedscale/placement.py parses them)."""
   problem = placement.validate_flags(config.get('execution', 'local'),
-                                     config.get('worker_devices', ''))
+                                     config.get('worker_devices', ''),
+                                     config.get('clients_per_subround', 0),
+                                     config.get('data_cache_mb', -1))
   if problem:
     raise UsageError(f'--{problem[0]}: {problem[1]}')
   _require(config.max_concurrent_clients == -1 or config.max_concurrent_clients >= 1,
@@ -159,6 +165,9 @@ def _validate_execution(config: ml_collections.ConfigDict) -> None:
            f'must be >= 0 (0: automatic), got {config.get("clients_per_subround")}.')
   _require(config.get('worker_recycle_growth', 0.0) >= 0, 'worker_recycle_growth',
            f'must be >= 0 (0: never), got {config.get("worker_recycle_growth")}.')
+  _require(config.get('data_cache_mb', -1) >= -1, 'data_cache_mb',
+           f'must be >= 0, or -1 for a quarter of the memory, got '
+           f'{config.get("data_cache_mb")}.')
 
 
 def _validate_plugins(config: ml_collections.ConfigDict) -> None:
@@ -216,7 +225,7 @@ def _validate_plugins(config: ml_collections.ConfigDict) -> None:
 # rounding); what it computes may not.
 RESUME_MAY_DIFFER = ('rounds', 'target_accuracy', 'execution', 'worker_devices',
                      'max_concurrent_clients', 'clients_per_subround',
-                     'worker_recycle_growth')
+                     'worker_recycle_growth', 'data_cache_mb')
 
 
 def differing_keys(saved: Mapping[str, Any], config: ml_collections.ConfigDict,

@@ -23,6 +23,7 @@ import ml_collections
 from tf_fedscale import checkpoint
 from tf_fedscale import cli
 from tf_fedscale import runtime
+from tf_fedscale import inprocess_engine
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import output_dir as output_dir_lib
 from tf_fedscale.experiments import reporting
@@ -66,11 +67,16 @@ _HELP = {
                            'client_behave_trace pickle; empty: the default generator.'),
     'trace_seed': 'Seed of the default trace generator.',
     'seed': 'Seed of selection and everything else random.',
-    'max_concurrent_clients': ('Bound on concurrent client computations per worker '
-                               '(-1: none).'),
+    'max_concurrent_clients': ('Bound on concurrent client computations per worker; '
+                               'with inprocess, clients in flight per device (-1: '
+                               'none; inprocess: 2 per GPU, the cores shared out on '
+                               'a CPU).'),
     'execution': ('local (one TFF worker), workers:N (N local workers sharing '
-                  'each round\'s clients) or remote:HOST:PORT[,HOST:PORT...] '
-                  '(workers started with python -m tf_fedscale.worker).'),
+                  'each round\'s clients), remote:HOST:PORT[,HOST:PORT...] '
+                  '(workers started with python -m tf_fedscale.worker), inprocess '
+                  '(the process\'s MapReduceForm in this Python process, on every '
+                  'GPU TensorFlow sees, else the CPU) or inprocess:N (N GPUs, or N '
+                  'logical CPU devices).'),
     'worker_devices': ('One device per local worker: GPU:0,GPU:1,... '
                        '(CUDA_VISIBLE_DEVICES; needs a CUDA-enabled worker binary) '
                        'or CPU:0-3,CPU:4-7 (core affinity); empty: split the cores.'),
@@ -80,6 +86,9 @@ _HELP = {
     'worker_recycle_growth': ('Restart a local worker between rounds once its resident '
                               'memory grew this fraction over its first 10 rounds '
                               '(0: never).'),
+    'data_cache_mb': ('inprocess: MB of decoded client datasets kept in memory '
+                      'across rounds (-1: a quarter of the machine\'s memory; 0: '
+                      'none).'),
     'tensorboard': 'Also write TensorBoard scalars.',
     'aggregator': ('Update aggregation: mean, clipping, zeroing, dp, secure, quantize '
                    'or topk.'),
@@ -186,7 +195,9 @@ def main(argv: Sequence[str]) -> None:
   try:
     config = resolve_config()
     check(config)
+    inprocess_engine.reserve_devices(config.execution)
     experiment = setup.build_experiment(config)
+    setup.check_engine(experiment)
     setup.check_workers_reachable(config)
   except config_util.UsageError as e:
     cli.fail(str(e))

@@ -19,6 +19,7 @@ from tf_fedscale import asynchronous
 from tf_fedscale import checkpoint
 from tf_fedscale import evaluation
 from tf_fedscale import execution
+from tf_fedscale import inprocess_context
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
@@ -272,6 +273,24 @@ def _check_async_buffer(config: ml_collections.ConfigDict, num_clients: int) -> 
         f'{num_clients} training clients, so a step would wait on every client '
         'training more than once while the buffer grows in memory; lower it '
         '(at most --max_concurrency is usual).')
+
+
+def check_engine(experiment: Experiment) -> None:
+  """--execution=inprocess[:N]: the run's process must have a MapReduceForm
+  (raises UsageError before anything is written; compiling it takes ~1 s)."""
+  config = experiment.config
+  spec = placement.parse_execution(config.execution)
+  if spec.mode != 'inprocess' or config.mode == 'async':
+    return
+  process = plugins_lib.build_plugins(config, experiment.task,
+                                      experiment.population).process
+  try:
+    inprocess_context.map_reduce_form(process.next)
+  except inprocess_context.NoMapReduceFormError as e:
+    raise config_util.UsageError(
+        f'--execution: {spec} cannot run --algorithm={config.algorithm} with '
+        f'--aggregator={config.aggregator} in this process ({e}); use '
+        '--execution=local.') from e
 
 
 def check_workers_reachable(config: ml_collections.ConfigDict,

@@ -26,7 +26,7 @@ def _benchmark(*args, marker='unused'):
 
 class BenchmarkTest(absltest.TestCase):
 
-  def test_femnist_cnn_measures_all_three(self):
+  def test_femnist_cnn_measures_all_four(self):
     marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
     result, lines = _benchmark('--workload=femnist_cnn', '--clients_per_round=2',
                                '--rounds=1', '--num_clients=4', '--local_steps=1',
@@ -35,24 +35,36 @@ class BenchmarkTest(absltest.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     rounds = [l for l in lines if l['what'] != 'summary']
     self.assertEqual([(l['what'], l['round']) for l in rounds],
-                     [('pure_tf', 0), ('raw_tff', 0), ('tf_fedscale', 0),
-                      ('pure_tf', 1), ('raw_tff', 1), ('tf_fedscale', 1)])
+                     [(w, r) for r in (0, 1)
+                      for w in ('sgd_bound', 'serial_tf', 'raw_tff', 'tf_fedscale')])
     for line in rounds:
       for key in KEYS + ('cpu_seconds', 'rss_bytes'):
         self.assertIn(key, line)
       self.assertEqual(line['workload'], 'femnist_cnn')
       self.assertEqual(line['clients_per_round'], 2)
       self.assertGreater(line['seconds'], 0)
-      if line['what'] != 'pure_tf':
+      if line['what'] in ('raw_tff', 'tf_fedscale'):
         self.assertEqual(line['execution'], 'workers:2')
         self.assertEqual(line['subrounds'], 2)
     self.assertTrue(rounds[0]['warmup'])
     summary = lines[-1]
     self.assertEqual(summary['what'], 'summary')
-    for key in ('tf_fedscale_over_pure_tf', 'raw_tff_over_pure_tf',
-                'tf_fedscale_over_raw_tff', 'rss_growth'):
+    for key in ('tf_fedscale_over_sgd_bound', 'raw_tff_over_sgd_bound',
+                'serial_tf_over_sgd_bound', 'tf_fedscale_over_raw_tff', 'rss_growth'):
       self.assertIn(key, summary)
+    self.assertLess(summary['round1_max_weight_diff'], 1e-4)  # the same training
     self.assertEmpty(cases.worker_pids_with_env(marker))
+
+  def test_inprocess_trains_what_the_bound_trains(self):
+    result, lines = _benchmark('--workload=femnist_cnn', '--clients_per_round=3',
+                               '--rounds=1', '--num_clients=6', '--local_steps=2',
+                               '--batch_size=4', '--execution=inprocess:2',
+                               '--what=sgd_bound,tf_fedscale')
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    summary = lines[-1]
+    self.assertEqual(summary['execution'], 'inprocess:2')
+    self.assertLess(summary['round1_max_weight_diff'], 1e-4)
+    self.assertIn('tf_fedscale_over_sgd_bound', summary)
 
   def test_population(self):
     result, lines = _benchmark('--workload=population', '--population=20000',

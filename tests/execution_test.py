@@ -2,9 +2,9 @@
 
 from absl.testing import absltest
 import ml_collections
-import tensorflow_federated as tff
 
 from tf_fedscale import execution
+from tf_fedscale import inprocess_engine
 from tf_fedscale import worker_pool
 
 
@@ -28,12 +28,18 @@ class FromConfigTest(absltest.TestCase):
                      ('local', 0, execution.DEFAULT_RECYCLE_GROWTH))
 
 
-  def test_loop_implementation(self):
-    loops = tff.learning.LoopImplementation
-    self.assertEqual(execution.loop_implementation(), loops.DATASET_REDUCE)
-    self.assertEqual(execution.loop_implementation(('GPU:0',)), loops.DATASET_REDUCE)
-    self.assertEqual(execution.loop_implementation(('GPU:0', 'GPU:1')),
-                     loops.DATASET_ITERATOR)
+  def test_inprocess(self):
+    engine = execution.build('inprocess:2', max_concurrent_clients=3, data_cache_mb=64)
+    self.assertIsInstance(engine, inprocess_engine.InProcessEngine)
+    self.assertEqual((str(engine.spec), engine.max_concurrent_clients,
+                      engine.data_cache_bytes), ('inprocess:2', 3, 64 << 20))
+    self.assertGreater(execution.build('inprocess').data_cache_bytes, 0)  # sized to RAM
+    for kwargs, flag in (({'worker_devices': 'GPU:0'}, 'worker_devices'),
+                         ({'clients_per_subround': 5}, 'clients_per_subround')):
+      with self.assertRaisesRegex(ValueError, f'^--{flag}: '):
+        execution.build('inprocess', **kwargs)
+    with self.assertRaisesRegex(ValueError, '^--data_cache_mb: '):
+      execution.build('local', data_cache_mb=10)
 
 
 if __name__ == '__main__':

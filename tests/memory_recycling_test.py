@@ -13,6 +13,13 @@ class GrowthWatchTest(absltest.TestCase):
   def test_rss_of_this_process(self):
     self.assertGreater(memory_recycling.rss_bytes(os.getpid()), 1 << 20)
     self.assertIsNone(memory_recycling.rss_bytes(None))
+    self.assertGreaterEqual(memory_recycling.rss_bytes(os.getpid(), 'VmHWM'),
+                            memory_recycling.rss_bytes(os.getpid()) - (1 << 20))
+    self.assertGreater(memory_recycling.cpu_seconds(os.getpid()), 0)
+    self.assertIsNone(memory_recycling.cpu_seconds(None))
+    retired = memory_recycling.retire(os.getpid())
+    self.assertEqual(retired.pid, os.getpid())
+    self.assertGreater(retired.peak_rss_bytes, 1 << 20)
 
   def test_growth_past_the_baseline(self):
     rss = {1: iter([100, 110, 120, 130, 140]), 2: iter([100, 100, 100, 100, 100])}

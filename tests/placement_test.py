@@ -14,7 +14,11 @@ class ParsingTest(absltest.TestCase):
     remote = placement.parse_execution('remote:localhost:5000,10.0.0.2:5001')
     self.assertEqual(remote.addresses, ('localhost:5000', '10.0.0.2:5001'))
     self.assertEqual(str(remote), 'remote:localhost:5000,10.0.0.2:5001')
-    for bad in ('', 'gpu', 'workers:0', 'workers:two', 'remote:', 'remote:host',
+    self.assertEqual(placement.parse_execution('inprocess'),
+                     placement.ExecutionSpec('inprocess', num_workers=0))
+    self.assertEqual(str(placement.parse_execution('inprocess:2')), 'inprocess:2')
+    self.assertEqual(str(placement.parse_execution('inprocess')), 'inprocess')
+    for bad in ('', 'gpu', 'workers:0', 'inprocess:0', 'inprocess:', 'inprocess:x', 'workers:two', 'remote:', 'remote:host',
                 'remote:host:0', 'remote:h:1,h:1', 'remote:h:99999'):
       with self.assertRaises(ValueError, msg=bad):
         placement.parse_execution(bad)
@@ -46,6 +50,12 @@ class ParsingTest(absltest.TestCase):
                      'worker_devices')
     self.assertEqual(placement.validate_flags('local', 'GPU:0,GPU:1')[0],
                      'worker_devices')
+    self.assertIsNone(placement.validate_flags('inprocess:2', '', 0, 512))
+    self.assertEqual(placement.validate_flags('inprocess', 'GPU:0')[0], 'worker_devices')
+    self.assertEqual(placement.validate_flags('inprocess', '', 10)[0],
+                     'clients_per_subround')
+    self.assertEqual(placement.validate_flags('workers:2', '', 0, 512)[0],
+                     'data_cache_mb')
 
 if __name__ == '__main__':
   absltest.main()

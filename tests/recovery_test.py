@@ -137,7 +137,7 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
   def test_grown_worker_is_recycled_between_rounds(self):
     fake_rss = iter(range(100, 10_000, 10))  # grows 10 bytes per look
     with mock.patch.object(memory_recycling, 'RECYCLE_WINDOW', 2), mock.patch.object(
-        memory_recycling, 'rss_bytes', lambda pid: next(fake_rss)):
+        memory_recycling, 'rss_bytes', lambda pid, field='VmRSS': next(fake_rss)):
       with worker_pool.WorkerPool('local', recycle_growth=0.15) as pool:
         sim = cases.tiny_fedavg_simulation()
         first_pid = pool.workers[0].pid
@@ -146,6 +146,8 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
         self.assertEqual((pool.recycles, pool.workers[0].pid), (0, first_pid))
         state = sim.run(state, 4, executor=pool)  # 130 is 18 % over 110
         self.assertEqual(pool.recycles, 1)
+        self.assertEqual([r.pid for r in pool.retired], [first_pid])
+        self.assertGreater(pool.retired[0].cpu_seconds, 0)
         self.assertNotEqual(pool.workers[0].pid, first_pid)
         self.assertEqual(pool.workers[0].restarts, 0)  # not a failure
         records = []

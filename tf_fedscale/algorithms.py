@@ -11,7 +11,13 @@
 
 Every builder takes the update aggregator (`tf_fedscale.aggregators`); the
 per-client metrics of any model wrapped by `tf_fedscale.feedback` flow through
-each of them. A `LearningProcess` passed as `name` is returned unchanged.
+each of them. The tff.learning builders iterate client data with an iterator
+loop (`LOOP`, TFF's `DATASET_ITERATOR`) on every engine: TFF's default
+`dataset.reduce` loop costs about twice as much per client, on the C++ worker
+and in-process alike (measured by the prototype, ../shared/notes/engine.md).
+q-FFL keeps `dataset.reduce`: its two passes must see the same shuffle, and
+iterators of one dataset share its shuffle's seed. A `LearningProcess` passed
+as `name` is returned unchanged.
 """
 
 from collections.abc import Callable
@@ -30,6 +36,7 @@ ADAPTIVE_EPSILON = 1e-3  # Reddi et al.'s tau
 FEDSCALE_YOGI_TAU = 1e-8
 ADAPTIVE_BETA_2 = 0.99
 MIME_MOMENTUM = 0.9
+LOOP = tff.learning.LoopImplementation.DATASET_ITERATOR
 
 
 def server_optimizer(name: str, server_lr: float,
@@ -81,7 +88,8 @@ def build_process(
   server = server_optimizer(name, server_lr, adaptive_epsilon, initial_accumulator)
   if name == 'fedsgd':
     return tff.learning.algorithms.build_fed_sgd(
-        model_fn, server_optimizer_fn=server, model_aggregator=model_aggregator)
+        model_fn, server_optimizer_fn=server, model_aggregator=model_aggregator,
+        loop_implementation=LOOP)
   if name == 'qffl':
     return qffl.build_qffl(model_fn, client_lr, server_lr, q=qffl_q,
                            model_aggregator=model_aggregator)
@@ -92,16 +100,17 @@ def build_process(
             learning_rate=client_lr, momentum=MIME_MOMENTUM),
         server_optimizer=server,
         model_aggregator=model_aggregator,
-        full_gradient_aggregator=model_aggregator)
+        full_gradient_aggregator=model_aggregator,
+        loop_implementation=LOOP)
   client_optimizer = tff.learning.optimizers.build_sgdm(learning_rate=client_lr)
   if name == 'fedprox':
     return tff.learning.algorithms.build_weighted_fed_prox(
         model_fn, proximal_strength=proximal_strength,
         client_optimizer_fn=client_optimizer, server_optimizer_fn=server,
-        model_aggregator=model_aggregator)
+        model_aggregator=model_aggregator, loop_implementation=LOOP)
   return tff.learning.algorithms.build_weighted_fed_avg(
       model_fn, client_optimizer_fn=client_optimizer, server_optimizer_fn=server,
-      model_aggregator=model_aggregator)
+      model_aggregator=model_aggregator, loop_implementation=LOOP)
 
 
 def payload_bytes(name: str, model_fn: Callable[[], tff.learning.models.VariableModel],

@@ -184,7 +184,7 @@ class AsyncSimulation(simulation.Driver):
     if loss_slots > 1:
       raise ValueError(f'each client trains in its own call: build the model with '
                        f'num_slots=1, got {loss_slots}.')
-    self._tasks, client_data = self.client_inputs(train_data, loss_slots)
+    self._tasks, client_data, _ = self.client_inputs(train_data, loss_slots)
     self._train = tff.simulation.compose_dataset_computation_with_computation(
         client_data.dataset_computation, client_work.next)
     self._client_work_state = client_work.initialize()

@@ -6,6 +6,9 @@ from typing import Any
 import numpy as np
 import tensorflow_federated as tff
 
+from tf_fedscale import algorithms
+from tf_fedscale import compositions
+
 
 class FederatedEvaluation:
   """Evaluates model weights on a fixed set of test clients.
@@ -20,8 +23,11 @@ class FederatedEvaluation:
     if not client_ids:
       raise ValueError('FederatedEvaluation needs at least one test client.')
     batched = test_data.preprocess(lambda ds: ds.batch(batch_size))
-    self._process = tff.simulation.compose_dataset_computation_with_learning_process(
-        batched.dataset_computation, tff.learning.algorithms.build_fed_eval(model_fn))
+    self._process = compositions.compose(
+        batched.dataset_computation,
+        tff.learning.algorithms.build_fed_eval(model_fn, loop_implementation=algorithms.LOOP),
+        compositions.ClientSource(test_data.dataset_computation,
+                                  lambda raw, _: raw.batch(batch_size)))
     self._state = self._process.initialize()
     self.client_ids = list(client_ids)
 

@@ -1,16 +1,17 @@
-"""Choosing where rounds run: `--execution=local|workers:N|remote:...`.
+"""Choosing where rounds run: `--execution=local|workers:N|remote:...|inprocess[:N]`.
 
-The engine behind each mode is the managed worker pool (`worker_pool`: one
-or more TFF C++ workers, their context in `sharded_context`, failure recovery
-and memory recycling); flag parsing and device placement are in `placement`.
-This module maps an experiment's flags or config to an engine and picks the
-TFF training loop that suits the devices.
+Two engines: the managed pool of TFF C++ workers (`worker_pool`: one or more
+workers, their context in `sharded_context`, failure recovery and memory
+recycling) for `local`, `workers:N` and `remote:...`, and the in-process
+engine (`inprocess_engine`: the process's MapReduceForm run as TF graphs in
+this Python process) for `inprocess` and `inprocess:N`. Flag parsing and
+device placement are in `placement`. This module maps an experiment's flags
+or config to an engine, refusing the flags that engine does not use.
 """
 
-from collections.abc import Sequence
+from typing import Union
 
-import tensorflow_federated as tff
-
+from tf_fedscale import inprocess_engine
 from tf_fedscale import memory_recycling
 from tf_fedscale import placement
 from tf_fedscale import worker_pool
@@ -18,23 +19,39 @@ from tf_fedscale import worker_pool
 DEFAULT_RECYCLE_GROWTH = memory_recycling.DEFAULT_RECYCLE_GROWTH
 validate_flags = placement.validate_flags
 Execution = worker_pool.WorkerPool
+Engine = Union[worker_pool.WorkerPool, inprocess_engine.InProcessEngine]
 
 
-def loop_implementation(worker_devices: Sequence[str] = ()
-                        ) -> 'tff.learning.LoopImplementation':
-  """TFF's advice: DATASET_ITERATOR with several GPUs, DATASET_REDUCE otherwise."""
-  gpus = {d for d in worker_devices if d.startswith('GPU:')}
-  if len(gpus) > 1:
-    return tff.learning.LoopImplementation.DATASET_ITERATOR
-  return tff.learning.LoopImplementation.DATASET_REDUCE
+def build(execution: str = 'local', max_concurrent_clients: int = -1,
+          worker_devices: str = '', clients_per_subround: int = 0,
+          recycle_growth: float = DEFAULT_RECYCLE_GROWTH,
+          data_cache_mb: int = -1) -> Engine:
+  """The engine `--execution` names (not started: use it as a context manager).
 
-
-def from_config(config) -> worker_pool.WorkerPool:
-  """The engine an experiment config asks for (`execution`, `worker_devices`,
-  `max_concurrent_clients`, `clients_per_subround`, `worker_recycle_growth`)."""
+  Raises ValueError('--flag: problem') for a flag the engine does not use.
+  """
+  problem = placement.validate_flags(execution, worker_devices,
+                                     clients_per_subround, data_cache_mb)
+  if problem:
+    raise ValueError(f'--{problem[0]}: {problem[1]}')
+  spec = placement.parse_execution(execution)
+  if spec.mode == 'inprocess':
+    return inprocess_engine.InProcessEngine(
+        spec, max_concurrent_clients=max_concurrent_clients,
+        data_cache_mb=data_cache_mb, recycle_growth=recycle_growth)
   return worker_pool.WorkerPool(
-      config.get('execution', 'local'),
-      max_concurrent_clients=config.max_concurrent_clients,
-      recycle_growth=config.get('worker_recycle_growth', DEFAULT_RECYCLE_GROWTH),
-      worker_devices=config.get('worker_devices', ''),
-      clients_per_subround=config.get('clients_per_subround', 0))
+      spec, max_concurrent_clients=max_concurrent_clients,
+      worker_devices=worker_devices, clients_per_subround=clients_per_subround,
+      recycle_growth=recycle_growth)
+
+
+def from_config(config) -> Engine:
+  """The engine an experiment config asks for (`execution`, `worker_devices`,
+  `max_concurrent_clients`, `clients_per_subround`, `worker_recycle_growth`,
+  `data_cache_mb`)."""
+  return build(config.get('execution', 'local'),
+               max_concurrent_clients=config.max_concurrent_clients,
+               worker_devices=config.get('worker_devices', ''),
+               clients_per_subround=config.get('clients_per_subround', 0),
+               recycle_growth=config.get('worker_recycle_growth', DEFAULT_RECYCLE_GROWTH),
+               data_cache_mb=config.get('data_cache_mb', -1))

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tf_fedscale import compositions
 from tf_fedscale import local_work as local_work_lib
 
 SQ_SUM_METRIC = 'client_loss_sq_sum'
@@ -197,14 +198,23 @@ class ClientTasks:
 
     @tff.tensorflow.computation(CLIENT_TASK_TYPE)
     def dataset_computation(task):
-      dataset = local_work.preprocess(dataset_fn(task.client_id), task.amount)
-      if loss_slots:
-        slot = task.slot
-        dataset = dataset.map(lambda *batch: collections.OrderedDict(
-            batch=batch[0] if len(batch) == 1 else batch, slot=slot))
-      return dataset
+      return self._task_dataset(dataset_fn(task.client_id), task.amount, task.slot)
 
     self.dataset_computation = dataset_computation
+    # For the in-process engine: the same datasets from cacheable decoded data.
+    self.source = compositions.ClientSource(
+        train_data.dataset_computation,
+        lambda raw, task: self._task_dataset(raw, task['amount'], task['slot']),
+        client_id=lambda task: task['client_id'])
+
+  def _task_dataset(self, raw: tf.data.Dataset, amount: Any, slot: Any
+                    ) -> tf.data.Dataset:
+    """A client's raw data as its task trains on it (batches tagged with `slot`)."""
+    dataset = self.local_work.preprocess(raw, amount)
+    if self.loss_slots:
+      dataset = dataset.map(lambda *batch: collections.OrderedDict(
+          batch=batch[0] if len(batch) == 1 else batch, slot=slot))
+    return dataset
 
   def arguments(self, client_ids: Sequence[str],
                 amounts: Optional[np.ndarray] = None) -> list[Any]:

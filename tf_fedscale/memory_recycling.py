@@ -6,6 +6,7 @@ RECYCLE_WINDOW looks; one grown past the baseline by more than the growth
 fraction is due for a restart between rounds (`worker_pool` restarts it).
 """
 
+import os
 from collections.abc import Sequence
 from typing import Optional
 
@@ -15,16 +16,40 @@ DEFAULT_RECYCLE_GROWTH = 0.10
 RECYCLE_WINDOW = 10
 
 
-def rss_bytes(pid: Optional[int]) -> Optional[int]:
-  """Resident memory of process `pid` (None if it is gone or unknown)."""
+def rss_bytes(pid: Optional[int], field: str = 'VmRSS') -> Optional[int]:
+  """Resident memory of process `pid` (`VmHWM`: its peak so far; None if it
+  is gone or unknown)."""
   try:
     with open(f'/proc/{pid}/status') as f:
       for line in f:
-        if line.startswith('VmRSS:'):
+        if line.startswith(field + ':'):
           return int(line.split()[1]) * 1024
   except (OSError, TypeError):
     pass
   return None
+
+
+def cpu_seconds(pid: Optional[int]) -> Optional[float]:
+  """User plus system CPU seconds of process `pid` so far (None if gone)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      fields = f.read().rsplit(')', 1)[1].split()
+  except (OSError, TypeError):
+    return None
+  return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+@attrs.frozen
+class Retired:
+  """What a replaced worker process used: CPU seconds and its resident peak."""
+  pid: int
+  cpu_seconds: float
+  peak_rss_bytes: int
+
+
+def retire(pid: int) -> Retired:
+  """`Retired` figures of `pid`, read just before it is stopped."""
+  return Retired(pid, cpu_seconds(pid) or 0.0, rss_bytes(pid, 'VmHWM') or 0)
 
 
 @attrs.frozen

@@ -12,9 +12,10 @@ import socket
 from collections.abc import Sequence
 from typing import Optional
 
-MODES = ('local', 'workers', 'remote')
-EXECUTION_HELP = ('local, workers:N (N local workers) or '
-                  'remote:HOST:PORT[,HOST:PORT...]')
+MODES = ('local', 'workers', 'remote', 'inprocess')
+EXECUTION_HELP = ('local, workers:N (N local workers), '
+                  'remote:HOST:PORT[,HOST:PORT...], inprocess (this Python process, '
+                  'every GPU else the CPU) or inprocess:N (N devices)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,10 +23,12 @@ class ExecutionSpec:
   """A parsed `--execution` value."""
 
   mode: str
-  num_workers: int = 1
+  num_workers: int = 1  # inprocess: devices (0: every GPU, else the CPU)
   addresses: tuple[str, ...] = ()
 
   def __str__(self) -> str:
+    if self.mode == 'inprocess':
+      return f'inprocess:{self.num_workers}' if self.num_workers else 'inprocess'
     if self.mode == 'workers':
       return f'workers:{self.num_workers}'
     if self.mode == 'remote':
@@ -38,7 +41,13 @@ def parse_execution(value: str) -> ExecutionSpec:
   text = (value or '').strip()
   if text == 'local':
     return ExecutionSpec('local')
+  if text == 'inprocess':
+    return ExecutionSpec('inprocess', num_workers=0)
   mode, _, rest = text.partition(':')
+  if mode == 'inprocess':
+    if not re.fullmatch(r'[0-9]+', rest) or int(rest) < 1:
+      raise ValueError(f'inprocess:N needs a whole number N >= 1, got {value!r}.')
+    return ExecutionSpec('inprocess', num_workers=int(rest))
   if mode == 'workers':
     if not re.fullmatch(r'[0-9]+', rest) or int(rest) < 1:
       raise ValueError(f'workers:N needs a whole number N >= 1, got {value!r}.')
@@ -146,8 +155,10 @@ def plan_placements(num_workers: int, worker_devices: Sequence[str] = (),
   return placements
 
 
-def validate_flags(execution: str, worker_devices: str) -> Optional[tuple[str, str]]:
-  """(flag, problem) for a malformed `--execution`/`--worker_devices`, else None."""
+def validate_flags(execution: str, worker_devices: str, clients_per_subround: int = 0,
+                   data_cache_mb: int = -1) -> Optional[tuple[str, str]]:
+  """(flag, problem) for a malformed `--execution`/`--worker_devices`, or a
+  flag the chosen engine does not use; else None."""
   try:
     spec = parse_execution(execution)
   except ValueError as e:
@@ -156,6 +167,19 @@ def validate_flags(execution: str, worker_devices: str) -> Optional[tuple[str, s
     devices = parse_worker_devices(worker_devices)
   except ValueError as e:
     return 'worker_devices', str(e)
+  if spec.mode == 'inprocess':
+    if devices:
+      return 'worker_devices', ('pins TFF workers; --execution=inprocess trains on '
+                                'the devices TensorFlow sees (inprocess:N for N of '
+                                'them); leave it empty.')
+    if clients_per_subround:
+      return 'clients_per_subround', ('sizes TFF worker calls; --execution=inprocess '
+                                      'runs every client in this process; leave it 0.')
+    return None
+  if data_cache_mb != -1:
+    return 'data_cache_mb', ('only --execution=inprocess caches client data (TFF '
+                             f'workers build it themselves); leave it -1 with '
+                             f'--execution={spec}.')
   if spec.mode == 'remote' and devices:
     return 'worker_devices', ('remote workers are pinned where they are started '
                               '(python -m tf_fedscale.worker --device=...); leave '

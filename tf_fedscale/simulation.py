@@ -41,6 +41,7 @@ import tensorflow_federated as tff
 
 from tf_fedscale import accounting
 from tf_fedscale import checkpoint as checkpoint_lib
+from tf_fedscale import compositions
 from tf_fedscale import evaluation as evaluation_lib
 from tf_fedscale import feedback as feedback_lib
 from tf_fedscale import hooks as hooks_lib
@@ -103,13 +104,10 @@ class InlineExecutor:
 def compose_with_client_data(
     process: tff.templates.IterativeProcess,
     train_data: tff.simulation.datasets.ClientData,
+    source: Optional[compositions.ClientSource] = None,
 ) -> tff.templates.IterativeProcess:
   """`process` whose `next` takes client ids instead of datasets."""
-  if isinstance(process, tff.learning.templates.LearningProcess):
-    return tff.simulation.compose_dataset_computation_with_learning_process(
-        train_data.dataset_computation, process)
-  return tff.simulation.compose_dataset_computation_with_iterative_process(
-      train_data.dataset_computation, process)
+  return compositions.compose(train_data.dataset_computation, process, source)
 
 
 class Driver(abc.ABC):
@@ -180,8 +178,11 @@ class Driver(abc.ABC):
     """(download, upload) bytes per client."""
 
   def client_inputs(self, train_data: tff.simulation.datasets.ClientData,
-                    loss_slots: int) -> tuple[Optional[feedback_lib.ClientTasks], Any]:
-    """(client tasks or None, what builds a client's data from what it is given).
+                    loss_slots: int
+                    ) -> tuple[Optional[feedback_lib.ClientTasks], Any,
+                               compositions.ClientSource]:
+    """(client tasks or None, what builds a client's data from what it is
+    given, how that data is made from cacheable decoded data).
 
     Clients get tasks <id, slot, amount> instead of ids when the TFF
     computation reports per-client losses (`loss_slots` > 0) or a hook
@@ -193,8 +194,10 @@ class Driver(abc.ABC):
           'model from feedback.loss_reporting_model_fn(model_fn, ...).')
     if loss_slots or self.hooks.chooses_local_work:
       tasks = feedback_lib.ClientTasks(train_data, self.local_work, loss_slots)
-      return tasks, tasks
-    return None, train_data.preprocess(self.local_work.preprocess)
+      return tasks, tasks, tasks.source
+    return None, train_data.preprocess(self.local_work.preprocess), (
+        compositions.ClientSource(train_data.dataset_computation,
+                                  lambda raw, _: self.local_work.preprocess(raw)))
 
   def pending_checkpoint(self, pending: Any) -> Any:
     """`state.pending` as a nested structure of arrays (FedBuff overrides)."""
@@ -351,11 +354,16 @@ class Simulation(Driver):
     super().__init__(population, selector, accountant, local_work, seed=seed,
                      **driver_kwargs)
     self._raw_process = process
-    self._tasks, client_data = self.client_inputs(
+    self._tasks, client_data, source = self.client_inputs(
         train_data, feedback_lib.reported_loss_slots(process))
-    self._process = compose_with_client_data(process, client_data)
+    self._process = compose_with_client_data(process, client_data, source)
     self._payload_bytes = payload_bytes
     self._initial_model_weights = initial_model_weights
+
+  @property
+  def process(self) -> tff.templates.IterativeProcess:
+    """The process the rounds run (its `next` takes client ids or tasks)."""
+    return self._process
 
   def initialize(self) -> SimulationState:
     """Round 0; the model starts from `initial_model_weights` when given."""

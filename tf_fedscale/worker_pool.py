@@ -61,6 +61,9 @@ class WorkerPool:
     self.clients_per_subround = clients_per_subround
     self.recycle_growth = recycle_growth
     self.recycles = 0
+    # Local worker processes replaced so far (recycled or restarted after a
+    # failure): their CPU seconds and peaks, for benchmarks.
+    self.retired: list[memory_recycling.Retired] = []
     self._growth = memory_recycling.GrowthWatch(max(0.0, recycle_growth))
     self.max_restarts = max_restarts
     self.health_timeout_s = health_timeout_s
@@ -205,6 +208,7 @@ class WorkerPool:
       old = worker.describe()
       status = worker.exit_status
       if worker.restarts < self.max_restarts:
+        self.retired.append(memory_recycling.retire(worker.pid))
         worker.restart()
         survivors.append(worker)
         self._log('worker %s on %s exited (status %s); restarted it as %s '
@@ -272,6 +276,7 @@ class WorkerPool:
       found = grown[worker.pid]
       old = worker.describe()
       self._growth.forget(worker.pid)
+      self.retired.append(memory_recycling.retire(worker.pid))
       worker.restart(failure=False)
       self.recycles += 1
       restarted.append(worker.address)

@@ -41,12 +41,14 @@ def get_config() -> ml_collections.ConfigDict:
       trace_seed=0,
       seed=0,
       max_concurrent_clients=-1,
-      # Execution (tf_fedscale/execution.py): local, workers:N or
-      # remote:HOST:PORT,...; worker_devices pins local workers (GPU:0,GPU:1).
+      # Execution (tf_fedscale/execution.py): local, workers:N,
+      # remote:HOST:PORT,... or inprocess[:N]; worker_devices pins local
+      # workers (GPU:0,GPU:1); data_cache_mb bounds inprocess's client data cache.
       execution='local',
       worker_devices='',
       clients_per_subround=0,
       worker_recycle_growth=0.10,
+      data_cache_mb=-1,
       tensorboard=False,
       # Aggregation plug-ins (tf_fedscale/aggregators.py).
       aggregator='mean',

@@ -1,0 +1,118 @@
+"""Tests for tf_fedscale.inprocess_engine: the same rounds as the TFF worker."""
+
+import tensorflow as tf
+
+# Two logical CPU devices for inprocess:2, before TensorFlow starts (when this
+# module is the first to run TensorFlow; otherwise the engine uses threads).
+try:
+  tf.config.set_logical_device_configuration(
+      tf.config.list_physical_devices('CPU')[0],
+      [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:
+  pass
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl.testing import absltest
+import numpy as np
+import tensorflow_federated as tff
+from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
+
+from tf_fedscale import aggregators
+from tf_fedscale import algorithms
+from tf_fedscale import compositions
+from tf_fedscale import execution
+from tf_fedscale import inprocess_engine
+from tf_fedscale import worker_pool
+from tf_fedscale.tasks import synthetic
+from tests import cases
+
+CLIENTS = ['0', '3', '5', '8', '11']
+# (algorithm, aggregator): every algorithm with the mean, the aggregators with
+# FedAvg. Random draws must be alike in both engines: DP noise comes from a
+# seeded DP factory (and `dp` itself runs without noise), quantization rounds
+# deterministically (stochastic rounding draws from unseeded ops).
+CASES = (('fedavg', 'mean'), ('fedprox', 'mean'), ('fedyogi', 'mean'),
+         ('fedsgd', 'mean'), ('mime-lite', 'mean'), ('qffl', 'mean'),
+         ('fedavg', 'clipping'), ('fedavg', 'dp'), ('fedavg', 'dp_seeded'),
+         ('fedavg', 'quantize_deterministic'), ('fedavg', 'topk'), ('fedavg', 'secure'))
+TOLERANCE = 1e-5
+
+
+class InProcessEngineTest(cases.NoWorkerLeftTestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.task = synthetic.build(num_clients=20, seed=3)
+    # Deterministic client data: a shuffling pipeline reshuffles on each pass,
+    # and Mime Lite and q-FFL pass twice, so even two worker runs would differ.
+    cls.data = cls.task.train_data.preprocess(lambda d: d.take(40).batch(10))
+
+  def _process(self, algorithm: str, aggregator: str, simulate_secure: bool):
+    model_fn = self.task.model_fn()
+    if aggregator == 'dp_seeded':  # DP noise that both engines draw alike
+      weights = tff.learning.models.ModelWeights.from_model(model_fn())
+      specs = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype),
+                                    weights.trainable)
+      factory = tff.aggregators.as_weighted_aggregator(
+          tff.aggregators.DifferentiallyPrivateFactory.tree_aggregation(
+              noise_multiplier=0.5, clients_per_round=len(CLIENTS), l2_norm_clip=1.0,
+              record_specs=specs, noise_seed=7))
+      agg = None
+    elif aggregator == 'quantize_deterministic':  # `quantize`, rounding not random
+      factory = tff.aggregators.MeanFactory(tff.aggregators.EncodedSumFactory(
+          aggregators._encoder_fn(  # pylint: disable=protected-access
+              lambda: te.encoders.uniform_quantization(8, stochastic=False))))
+      agg = None
+    else:
+      agg = aggregators.build_aggregator(aggregator, clients_per_round=len(CLIENTS),
+                                         noise_multiplier=0.0)
+      factory = agg.factory
+    process = algorithms.build_process(algorithm, model_fn, client_lr=0.05,
+                                       server_lr=0.5, model_aggregator=factory)
+    if agg is not None and simulate_secure:
+      process = agg.prepare_process(process)
+    return compositions.compose(self.data.dataset_computation, process)
+
+  def _round(self, composed, state):
+    output = composed.next(state, CLIENTS)
+    weights = composed.get_model_weights(output.state)
+    return [np.asarray(w) for w in weights.trainable], output.metrics
+
+  def test_same_model_as_the_worker(self):
+    reference = {}
+    with worker_pool.WorkerPool('local'):
+      for algorithm, aggregator in CASES:
+        composed = self._process(algorithm, aggregator, simulate_secure=True)
+        state = composed.initialize()
+        reference[algorithm, aggregator] = (state, *self._round(composed, state))
+    for spec in ('inprocess', 'inprocess:2'):
+      with execution.build(spec) as engine:
+        self.assertIsInstance(engine, inprocess_engine.InProcessEngine)
+        self.assertLen(engine.devices, 1 if spec == 'inprocess' else 2)
+        for algorithm, aggregator in CASES:
+          with self.subTest(spec=spec, algorithm=algorithm, aggregator=aggregator):
+            # `secure` runs its real secure-sum parts here.
+            composed = self._process(algorithm, aggregator, simulate_secure=False)
+            state, weights, metrics = reference[algorithm, aggregator]
+            got_weights, got_metrics = self._round(composed, state)
+            moved = max(float(np.max(np.abs(w - s))) for w, s in zip(
+                weights, composed.get_model_weights(state).trainable))
+            self.assertGreater(moved, 10 * TOLERANCE)  # the round changed the model
+            for a, b in zip(weights, got_weights):
+              np.testing.assert_allclose(b, a, atol=TOLERANCE, rtol=0)
+            self.assertEqual(tf.nest.flatten(tf.nest.map_structure(lambda _: 0, metrics)),
+                             tf.nest.flatten(tf.nest.map_structure(lambda _: 0, got_metrics)))
+            self.assertEqual(list(metrics), list(got_metrics))  # named, in order
+            for a, b in zip(tf.nest.flatten(metrics), tf.nest.flatten(got_metrics)):
+              np.testing.assert_allclose(np.asarray(b, np.float64),
+                                         np.asarray(a, np.float64), rtol=1e-4, atol=1e-5)
+            if aggregator == 'secure':
+              runner = engine.context.round_runner(compositions.parts_of(composed.next).next)
+              self.assertTrue(runner.has_secure_sums)
+        self.assertEmpty(engine.context.fallback_reasons)
+        self.assertEmpty(engine.workers)  # no TFF worker was needed
+
+
+if __name__ == '__main__':
+  absltest.main()
