@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(PY) -m tf_fedscale.experiments.run --config=experiments/configs/demo.py --output_dir=runs/demo --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:warnings -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:warnings -p no:cacheprovider -n 2 --dist loadfile --durations=15 tests
 
 bazel-test: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bazel test --spawn_strategy=standalone --test_output=errors //...

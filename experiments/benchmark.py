@@ -20,8 +20,8 @@ local steps x batch):
   tf_fedscale  `Simulation.run_round`: selection (of the same cohort), latency
                accounting, the process's `next`, bookkeeping, on an always-online
                population of identical devices.
-raw_tff and tf_fedscale run on the `--execution` context (with `inprocess`, raw
-TFF runs in-process too). Each prints one JSON line per round (round 0 is an
+raw_tff and tf_fedscale run on the `--execution` context (default `auto`: the
+in-process engine; with `inprocess`, raw TFF runs in-process too). Each prints one JSON line per round (round 0 is an
 untimed warm-up: tracing and compilation) with `seconds` (wall), `cpu_seconds`
 (this process plus the local workers) and `rss_bytes` (the same processes), then
 a `summary` line with medians, ratios, the resident-memory growth from the
@@ -80,7 +80,7 @@ _ROUNDS = flags.DEFINE_integer('rounds', None,
                                'Timed rounds (default 3; population: 50).')
 _WHAT = flags.DEFINE_list('what', list(MEASURES),
                           'Which of sgd_bound, serial_tf, raw_tff, tf_fedscale to run.')
-_EXECUTION = flags.DEFINE_string('execution', 'local',
+_EXECUTION = flags.DEFINE_string('execution', 'auto',
                                  execution_lib.placement.EXECUTION_HELP + '.')
 _WORKER_DEVICES = flags.DEFINE_string('worker_devices', '',
                                       'Devices of local workers (GPU:0,GPU:1 ...).')
@@ -413,6 +413,7 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
                            data_cache_mb=_DATA_CACHE.value) as execution:
     meter = Meter(execution)
     context = {'execution': str(execution.spec)}
+    summary['execution'] = context['execution']  # what auto chose
     if 'raw_tff' in what:
       composed, raw = build_raw_tff(task, work, _CLIENT_LR.value, initial)
       raw_state = [raw]

@@ -71,7 +71,10 @@ _HELP = {
                                'with inprocess, clients in flight per device (-1: '
                                'none; inprocess: 2 per GPU, the cores shared out on '
                                'a CPU).'),
-    'execution': ('local (one TFF worker), workers:N (N local workers sharing '
+    'execution': ('auto (default: inprocess, or local for async runs, '
+                  '--worker_devices or --clients_per_subround; a process without a '
+                  'MapReduceForm runs on a TFF worker, logged), '
+                  'local (one TFF worker), workers:N (N local workers sharing '
                   'each round\'s clients), remote:HOST:PORT[,HOST:PORT...] '
                   '(workers started with python -m tf_fedscale.worker), inprocess '
                   '(the process\'s MapReduceForm in this Python process, on every '

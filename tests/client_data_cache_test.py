@@ -24,6 +24,19 @@ class MaterializedDatasetTest(absltest.TestCase):
     empty = client_data_cache.MaterializedDataset(dataset.take(0))
     self.assertEqual(_elements(empty.dataset()), [])
 
+  def test_replays_elements_of_one_shape_and_ragged_ones(self):
+    one_shape = tf.data.Dataset.range(12).map(
+        lambda i: (tf.fill([2], i), tf.cast(i, tf.int32))).batch(4)
+    materialized = client_data_cache.MaterializedDataset(one_shape)
+    self.assertEqual(_elements(materialized.dataset()), _elements(one_shape))
+    self.assertEqual(materialized.nbytes, 12 * (2 * 8 + 4))
+    longer = tf.data.Dataset.range(client_data_cache._RUN_ELEMENTS + 5)  # two runs
+    self.assertEqual(_elements(client_data_cache.MaterializedDataset(longer).dataset()),
+                     _elements(longer))
+    ragged = tf.data.Dataset.range(1, 5).map(lambda n: tf.range(n))  # lengths 1..4
+    self.assertEqual(_elements(client_data_cache.MaterializedDataset(ragged).dataset()),
+                     _elements(ragged))
+
 
 class ClientDataCacheTest(absltest.TestCase):
 

@@ -23,10 +23,21 @@ class FromConfigTest(absltest.TestCase):
                      [{'CUDA_VISIBLE_DEVICES': '0'}, {'CUDA_VISIBLE_DEVICES': '1'}])
 
   def test_defaults(self):
-    pool = execution.from_config(ml_collections.ConfigDict(dict(max_concurrent_clients=-1)))
-    self.assertEqual((str(pool.spec), pool.clients_per_subround, pool.recycle_growth),
-                     ('local', 0, execution.DEFAULT_RECYCLE_GROWTH))
+    engine = execution.from_config(
+        ml_collections.ConfigDict(dict(max_concurrent_clients=-1)))
+    self.assertIsInstance(engine, inprocess_engine.InProcessEngine)
+    self.assertEqual((str(engine.spec), engine.strict, engine.recycle_growth),
+                     ('inprocess', False, execution.DEFAULT_RECYCLE_GROWTH))
+    self.assertTrue(execution.build('inprocess').strict)
 
+  def test_auto_chooses_local_where_inprocess_cannot_serve(self):
+    for kwargs in (dict(mode='async'), dict(clients_per_subround=40)):
+      config = ml_collections.ConfigDict(dict(max_concurrent_clients=-1, **kwargs))
+      pool = execution.from_config(config)
+      self.assertIsInstance(pool, worker_pool.WorkerPool, msg=kwargs)
+      self.assertEqual(str(pool.spec), 'local')
+    pool = execution.build('auto', worker_devices='CPU:0,CPU:1')
+    self.assertEqual(str(pool.spec), 'workers:2')
 
   def test_inprocess(self):
     engine = execution.build('inprocess:2', max_concurrent_clients=3, data_cache_mb=64)

@@ -56,6 +56,28 @@ class ParsingTest(absltest.TestCase):
                      'clients_per_subround')
     self.assertEqual(placement.validate_flags('workers:2', '', 0, 512)[0],
                      'data_cache_mb')
+    self.assertIsNone(placement.validate_flags('auto', '', 0, 512))
+    self.assertIsNone(placement.validate_flags('auto', 'GPU:0,GPU:1'))
+    flag, problem = placement.validate_flags('auto', '', 0, 512, asynchronous=True)
+    self.assertEqual(flag, 'data_cache_mb')
+    self.assertIn('auto chose local: --mode=async', problem)
+
+  def test_resolve_auto(self):
+    auto = placement.parse_execution('auto')
+    self.assertEqual(str(auto), 'auto')
+    spec, reason = placement.resolve(auto)
+    self.assertEqual(spec, placement.ExecutionSpec('inprocess', num_workers=0))
+    self.assertIn('faster', reason)
+    cases = ((dict(asynchronous=True), 'local', '--mode=async'),
+             (dict(worker_devices=('GPU:0',)), 'local', '--worker_devices'),
+             (dict(worker_devices=('GPU:0', 'GPU:1')), 'workers:2', '--worker_devices'),
+             (dict(clients_per_subround=50), 'local', '--clients_per_subround'))
+    for kwargs, engine, why in cases:
+      spec, reason = placement.resolve(auto, **kwargs)
+      self.assertEqual(str(spec), engine, msg=kwargs)
+      self.assertIn(why, reason)
+    explicit = placement.parse_execution('workers:2')
+    self.assertEqual(placement.resolve(explicit, asynchronous=True), (explicit, ''))
 
 if __name__ == '__main__':
   absltest.main()

@@ -102,7 +102,8 @@ class RunTest(parameterized.TestCase):
     marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
     proc = subprocess.Popen(
         [sys.executable, '-m', 'tf_fedscale.experiments.run', f'--output_dir={self.output_dir}',
-         '--rounds=1000', '--clients_per_round=5', '--eval_clients=10'],
+         '--rounds=1000', '--clients_per_round=5', '--eval_clients=10',
+         '--execution=local'],  # the default (auto) trains in this process
         cwd=ROOT, env=_env(marker), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True)
     try:

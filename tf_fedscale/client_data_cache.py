@@ -27,20 +27,39 @@ def _shape_key(element: Any) -> tuple:
   return tuple(tuple(t.shape) for t in tf.nest.flatten(element))
 
 
+# Elements stacked by one batch op: a client's whole dataset, usually (larger ones
+# become several runs). TF's batch op costs time in proportion to this size when
+# the elements' shapes differ (2**31: minutes), so it stays small.
+_RUN_ELEMENTS = 1 << 12
+
+
+def _stacked_runs(dataset: tf.data.Dataset) -> list[Any]:
+  """The dataset's consecutive elements of one shape, each run stacked.
+
+  Elements of one shape (the usual `local_steps` pipeline) take one batch op
+  per `_RUN_ELEMENTS`; otherwise (a short last batch, ragged text) the runs are
+  cut element by element.
+  """
+  try:
+    return list(dataset.batch(_RUN_ELEMENTS))
+  except tf.errors.InvalidArgumentError:  # elements of different shapes
+    pass
+  runs: list[list[Any]] = []
+  for element in dataset:
+    if runs and _shape_key(runs[-1][0]) == _shape_key(element):
+      runs[-1].append(element)
+    else:
+      runs.append([element])
+  return [tf.nest.map_structure(lambda *t: tf.stack(t), *run) for run in runs]
+
+
 class MaterializedDataset:
   """A dataset's elements as tensors; `dataset()` replays them in order."""
 
   def __init__(self, dataset: tf.data.Dataset):
     self.element_spec = dataset.element_spec
-    runs: list[list[Any]] = []  # consecutive elements of one shape
-    self.nbytes = 0
-    for element in dataset:
-      self.nbytes += _nbytes(element)
-      if runs and _shape_key(runs[-1][0]) == _shape_key(element):
-        runs[-1].append(element)
-      else:
-        runs.append([element])
-    self._runs = [tf.nest.map_structure(lambda *t: tf.stack(t), *run) for run in runs]
+    self._runs = _stacked_runs(dataset)
+    self.nbytes = sum(_nbytes(run) for run in self._runs)
 
   def dataset(self) -> tf.data.Dataset:
     if not self._runs:

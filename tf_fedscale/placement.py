@@ -12,8 +12,9 @@ import socket
 from collections.abc import Sequence
 from typing import Optional
 
-MODES = ('local', 'workers', 'remote', 'inprocess')
-EXECUTION_HELP = ('local, workers:N (N local workers), '
+MODES = ('auto', 'local', 'workers', 'remote', 'inprocess')
+EXECUTION_HELP = ('auto (default: inprocess where it can serve the run, else local), '
+                  'local, workers:N (N local workers), '
                   'remote:HOST:PORT[,HOST:PORT...], inprocess (this Python process, '
                   'every GPU else the CPU) or inprocess:N (N devices)')
 
@@ -27,6 +28,8 @@ class ExecutionSpec:
   addresses: tuple[str, ...] = ()
 
   def __str__(self) -> str:
+    if self.mode == 'auto':
+      return 'auto'
     if self.mode == 'inprocess':
       return f'inprocess:{self.num_workers}' if self.num_workers else 'inprocess'
     if self.mode == 'workers':
@@ -39,8 +42,8 @@ class ExecutionSpec:
 def parse_execution(value: str) -> ExecutionSpec:
   """Parses `--execution`; raises ValueError saying what is expected."""
   text = (value or '').strip()
-  if text == 'local':
-    return ExecutionSpec('local')
+  if text in ('auto', 'local'):
+    return ExecutionSpec(text)
   if text == 'inprocess':
     return ExecutionSpec('inprocess', num_workers=0)
   mode, _, rest = text.partition(':')
@@ -155,18 +158,46 @@ def plan_placements(num_workers: int, worker_devices: Sequence[str] = (),
   return placements
 
 
+def resolve(spec: ExecutionSpec, worker_devices: Sequence[str] = (),
+            clients_per_subround: int = 0, asynchronous: bool = False
+            ) -> tuple[ExecutionSpec, str]:
+  """The engine `auto` stands for in this run, and why ('' unless `auto`).
+
+  `auto` is the in-process engine on every device (the faster one: no TFF
+  worker, GPUs used) unless the run asks for what only TFF workers do: async
+  training (one call per client, no MapReduceForm), `--worker_devices` (pins
+  workers) or `--clients_per_subround` (sizes worker calls).
+  """
+  if spec.mode != 'auto':
+    return spec, ''
+  if asynchronous:
+    return ExecutionSpec('local'), ('--mode=async trains each client in its own '
+                                    'call, which has no MapReduceForm')
+  if worker_devices:
+    workers = len(worker_devices)
+    return (ExecutionSpec('workers', num_workers=workers) if workers > 1 else
+            ExecutionSpec('local')), '--worker_devices pins TFF workers'
+  if clients_per_subround:
+    return ExecutionSpec('local'), '--clients_per_subround sizes TFF worker calls'
+  return ExecutionSpec('inprocess', num_workers=0), (
+      'the in-process engine is the faster one; processes without a MapReduceForm '
+      'run on a TFF worker')
+
+
 def validate_flags(execution: str, worker_devices: str, clients_per_subround: int = 0,
-                   data_cache_mb: int = -1) -> Optional[tuple[str, str]]:
+                   data_cache_mb: int = -1, asynchronous: bool = False
+                   ) -> Optional[tuple[str, str]]:
   """(flag, problem) for a malformed `--execution`/`--worker_devices`, or a
   flag the chosen engine does not use; else None."""
   try:
-    spec = parse_execution(execution)
+    asked = parse_execution(execution)
   except ValueError as e:
     return 'execution', str(e)
   try:
     devices = parse_worker_devices(worker_devices)
   except ValueError as e:
     return 'worker_devices', str(e)
+  spec, reason = resolve(asked, devices, clients_per_subround, asynchronous)
   if spec.mode == 'inprocess':
     if devices:
       return 'worker_devices', ('pins TFF workers; --execution=inprocess trains on '
@@ -177,9 +208,10 @@ def validate_flags(execution: str, worker_devices: str, clients_per_subround: in
                                       'runs every client in this process; leave it 0.')
     return None
   if data_cache_mb != -1:
+    chosen = f' (auto chose {spec}: {reason})' if reason else ''
     return 'data_cache_mb', ('only --execution=inprocess caches client data (TFF '
                              f'workers build it themselves); leave it -1 with '
-                             f'--execution={spec}.')
+                             f'--execution={spec}{chosen}.')
   if spec.mode == 'remote' and devices:
     return 'worker_devices', ('remote workers are pinned where they are started '
                               '(python -m tf_fedscale.worker --device=...); leave '
