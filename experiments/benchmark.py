@@ -390,7 +390,7 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
   times = {w: [] for w in what}
   cpus = {w: [] for w in what}
   rss = {w: [] for w in what}
-  summary = dict(base, what='summary', rounds=rounds, execution=_EXECUTION.value)
+  summary = dict(base, what='summary', rounds=rounds)
   steps = {}
   weights = {}  # measure -> its trainable weights now
   # First: before TFF traces any Keras model.
@@ -413,7 +413,7 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
                            data_cache_mb=_DATA_CACHE.value) as execution:
     meter = Meter(execution)
     context = {'execution': str(execution.spec)}
-    summary['execution'] = context['execution']  # what auto chose
+    summary.update(context)  # the engine run (what auto chose)
     if 'raw_tff' in what:
       composed, raw = build_raw_tff(task, work, _CLIENT_LR.value, initial)
       raw_state = [raw]
