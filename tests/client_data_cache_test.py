@@ -14,6 +14,19 @@ def _elements(dataset):
   return [tf.nest.map_structure(lambda t: t.numpy().tolist(), e) for e in dataset]
 
 
+class SinglePassTest(absltest.TestCase):
+
+  def test_same_elements_without_autotune_or_default_rewrites(self):
+    def dataset():  # a new one each time: a seeded shuffle reshuffles when reread
+      return tf.data.Dataset.range(50).map(lambda i: i * 2).shuffle(
+          16, seed=3).repeat(2).batch(7)
+
+    read = client_data_cache.single_pass(dataset())
+    self.assertEqual(_elements(read), _elements(dataset()))
+    self.assertFalse(read.options().autotune.enabled)
+    self.assertFalse(read.options().experimental_optimization.apply_default_optimizations)
+
+
 class MaterializedDatasetTest(absltest.TestCase):
 
   def test_replays_elements_of_several_shapes(self):
