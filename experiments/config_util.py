@@ -138,10 +138,6 @@ def _validate_mode(config: ml_collections.ConfigDict) -> None:
     _require(not config.deadline_s, 'deadline_s',
              f'--mode=async has no rounds to cut at a deadline, got {config.deadline_s}; '
              'drop it (--max_staleness bounds late updates).')
-    _require(not config.execution.startswith('inprocess'), 'execution',
-             f'--mode=async trains each client in its own call, which has no '
-             f'MapReduceForm to run in this process, got {config.execution!r}; use '
-             '--execution=auto, local or workers:N.')
     return
   defaults = default_config.get_config()
   for key in ASYNC_ONLY:
@@ -153,8 +149,7 @@ def _validate_mode(config: ml_collections.ConfigDict) -> None:
 def _validate_execution(config: ml_collections.ConfigDict) -> None:
   """--execution and --worker_devices (tf_fedscale/placement.py parses them)."""
   problem = placement.validate_flags(config.execution, config.worker_devices,
-                                     config.clients_per_subround, config.data_cache_mb,
-                                     config.mode == 'async')
+                                     config.clients_per_subround, config.data_cache_mb)
   if problem:
     raise UsageError(f'--{problem[0]}: {problem[1]}')
   _require(config.max_concurrent_clients == -1 or config.max_concurrent_clients >= 1,

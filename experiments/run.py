@@ -71,7 +71,7 @@ _HELP = {
                                'with inprocess, clients in flight per device (-1: '
                                'none; inprocess: 2 per GPU, the cores shared out on '
                                'a CPU).'),
-    'execution': ('auto (default: inprocess, or local for async runs, '
+    'execution': ('auto (default: inprocess, or local for runs with '
                   '--worker_devices or --clients_per_subround; a process without a '
                   'MapReduceForm runs on a TFF worker, logged), '
                   'local (one TFF worker), workers:N (N local workers sharing '

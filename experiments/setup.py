@@ -109,11 +109,7 @@ class Experiment:
         deadline_s=config.deadline_s or None, backward_factor=config.backward_factor)
     if config.mode == 'async':
       return asynchronous.AsyncSimulation(
-          plugins.model_fn,
-          tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
-          algorithms.server_optimizer(config.algorithm, config.server_lr,
-                                      config.adaptive_epsilon,
-                                      config.adaptive_initial_accumulator or None),
+          plugins.model_fn, *async_optimizers(config),
           self.task.train_data, self.population, plugins.selector, accountant,
           self.local_work, async_config(config), aggregator=plugins.aggregator,
           client_log=(asynchronous.client_log(
@@ -181,6 +177,17 @@ class Experiment:
         if count:
           writer.writerow([client_id, count, round(sum(losses) / count, 6),
                            round(float(metric.result()), 6)])
+
+
+def async_optimizers(config: ml_collections.ConfigDict
+                     ) -> tuple[tff.learning.optimizers.Optimizer,
+                                tff.learning.optimizers.Optimizer]:
+  """FedBuff's (client, server) optimizers: SGD at --client_lr, and the
+  algorithm's server optimizer."""
+  return (tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
+          algorithms.server_optimizer(config.algorithm, config.server_lr,
+                                      config.adaptive_epsilon,
+                                      config.adaptive_initial_accumulator or None))
 
 
 def async_config(config: ml_collections.ConfigDict) -> asynchronous.AsyncConfig:
@@ -276,16 +283,22 @@ def _check_async_buffer(config: ml_collections.ConfigDict, num_clients: int) -> 
 
 
 def check_engine(experiment: Experiment) -> None:
-  """--execution=inprocess[:N]: the run's process must have a MapReduceForm
-  (raises UsageError before anything is written; compiling it takes ~1 s)."""
+  """--execution=inprocess[:N]: the run's process (async: the computations a
+  server step calls) must have a MapReduceForm (raises UsageError before
+  anything is written; compiling it takes ~1 s)."""
   config = experiment.config
   spec = placement.parse_execution(config.execution)
-  if spec.mode != 'inprocess' or config.mode == 'async':
+  if spec.mode != 'inprocess':
     return
-  process = plugins_lib.build_plugins(config, experiment.task,
-                                      experiment.population).process
+  plugins = plugins_lib.build_plugins(config, experiment.task, experiment.population)
+  if config.mode == 'async':
+    computations = asynchronous.build_computations(
+        plugins.model_fn, *async_optimizers(config), plugins.aggregator).called
+  else:
+    computations = (plugins.process.next,)
   try:
-    inprocess_context.map_reduce_form(process.next)
+    for comp in computations:
+      inprocess_context.map_reduce_form(comp)
   except inprocess_context.NoMapReduceFormError as e:
     raise config_util.UsageError(
         f'--execution: {spec} cannot run --algorithm={config.algorithm} with '

@@ -14,17 +14,17 @@ import tensorflow_federated as tff
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import asynchronous
-from tf_fedscale import availability
 from tf_fedscale import checkpoint
 from tf_fedscale import feedback
+from tf_fedscale import inprocess_context
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import oort
-from tf_fedscale import population as population_lib
 from tf_fedscale import privacy
 from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale.tasks import synthetic
+from tests import cases
 
 
 def setUpModule():
@@ -47,17 +47,6 @@ class ScheduleSelector(selection.BaseSelector):
     return np.array(self.schedule[round_num - 1])
 
 
-def _population(task, compute_ms):
-  n = len(task.train_data.client_ids)
-  return population_lib.Population(
-      task.train_data.client_ids, task.num_train_examples,
-      population_lib.DeviceProfiles(np.asarray(compute_ms, np.float32),
-                                    np.full(n, np.inf, np.float32),
-                                    np.full(n, np.inf, np.float32)),
-      availability.AvailabilityTrace.always(n),
-      device_row=np.arange(n, dtype=np.int32), availability_row=np.arange(n, dtype=np.int32))
-
-
 class AsynchronousTest(absltest.TestCase):
 
   def setUp(self):
@@ -78,7 +67,8 @@ class AsynchronousTest(absltest.TestCase):
 
   def test_reproduces_synchronous_fedavg(self):
     schedule = [[3, 7, 1], [0, 19, 4], [5, 6, 2]]
-    sim = self._async(_population(self.task, np.full(20, 5.0)), ScheduleSelector(schedule),
+    sim = self._async(cases.always_online_population(self.task, np.full(20, 5.0)),
+                      ScheduleSelector(schedule),
                       asynchronous.AsyncConfig(3, 3, max_staleness=0))
     records = []
     final = sim.run(sim.initialize(), 3, records.append)
@@ -103,7 +93,7 @@ class AsynchronousTest(absltest.TestCase):
   def test_slow_clients_arrive_stale_and_are_dropped_past_the_limit(self):
     compute_ms = np.where(np.arange(20) < 5, 10.0, 1.0)  # clients 0-4: 10x slower
     updates = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), 'u.csv')
-    sim = self._async(_population(self.task, compute_ms),
+    sim = self._async(cases.always_online_population(self.task, compute_ms),
                       selection.UniformSelector(4),
                       asynchronous.AsyncConfig(4, 2, max_staleness=1,
                                                staleness_weighting='sqrt'),
@@ -121,7 +111,7 @@ class AsynchronousTest(absltest.TestCase):
     self.assertTrue(all(r['completed'] == 2 for r in records[1:]))
 
   def test_a_slowly_filling_buffer_reports_progress(self):
-    population = _population(self.task, np.full(20, 50.0))
+    population = cases.always_online_population(self.task, np.full(20, 50.0))
     by_results = self._async(population, selection.UniformSelector(2),
                              asynchronous.AsyncConfig(2, 12, max_staleness=0,
                                                       progress_every_results=5))
@@ -151,7 +141,8 @@ class AsynchronousTest(absltest.TestCase):
     config = asynchronous.AsyncConfig(4, 2, max_staleness=2)
 
     def build(name):
-      return self._async(_population(self.task, compute_ms), selection.UniformSelector(4),
+      return self._async(cases.always_online_population(self.task, compute_ms),
+                         selection.UniformSelector(4),
                          config, updates_path=os.path.join(tmp, f'{name}.csv'))
 
     def steps(records):
@@ -179,7 +170,8 @@ class AsynchronousTest(absltest.TestCase):
       self.assertEqual(b.read(), a.read())
 
   def test_a_server_step_is_a_function_of_its_state(self):
-    sim = self._async(_population(self.task, np.where(np.arange(20) < 5, 10.0, 1.0)),
+    sim = self._async(cases.always_online_population(
+                          self.task, np.where(np.arange(20) < 5, 10.0, 1.0)),
                       oort.OortSelector(4), asynchronous.AsyncConfig(4, 2, max_staleness=2),
                       model_fn=self._loss_model_fn())
     state = sim.run(sim.initialize(), 2)
@@ -196,7 +188,7 @@ class AsynchronousTest(absltest.TestCase):
 
   def test_oort_learns_from_every_update(self):
     selector = oort.OortSelector(4, exploration=0.5)
-    sim = self._async(_population(self.task, np.full(20, 5.0)), selector,
+    sim = self._async(cases.always_online_population(self.task, np.full(20, 5.0)), selector,
                       asynchronous.AsyncConfig(4, 2, max_staleness=3),
                       model_fn=self._loss_model_fn())
     results = []
@@ -231,7 +223,7 @@ class AsynchronousTest(absltest.TestCase):
       steps_selecting.append(round_num)
       return select(round_num, *args)
     selector.select = counting_select
-    sim = self._async(_population(self.task, np.arange(20) + 1.0), selector,
+    sim = self._async(cases.always_online_population(self.task, np.arange(20) + 1.0), selector,
                       asynchronous.AsyncConfig(4, 2, max_staleness=3),
                       model_fn=self._loss_model_fn())
     sim.run(sim.initialize(), 5)
@@ -245,7 +237,8 @@ class AsynchronousTest(absltest.TestCase):
   def test_the_aggregator_aggregates_the_buffer(self):
     clip = 0.01
     agg = aggregators.build_aggregator('clipping', clip_norm=clip)
-    sim = self._async(_population(self.task, np.full(20, 5.0)), selection.UniformSelector(3),
+    sim = self._async(cases.always_online_population(self.task, np.full(20, 5.0)),
+                      selection.UniformSelector(3),
                       asynchronous.AsyncConfig(3, 3, max_staleness=0), aggregator=agg)
     start = sim.initialize()
     state, result = sim.run_round(start)
@@ -254,7 +247,7 @@ class AsynchronousTest(absltest.TestCase):
     norm = np.sqrt(sum(float(np.sum(d.astype(np.float64) ** 2)) for d in delta))
     self.assertGreater(norm, 0.0)
     self.assertLessEqual(norm, clip * (1 + 1e-5))  # a mean of clipped updates
-    plain = self._async(_population(self.task, np.full(20, 5.0)),
+    plain = self._async(cases.always_online_population(self.task, np.full(20, 5.0)),
                         selection.UniformSelector(3),
                         asynchronous.AsyncConfig(3, 3, max_staleness=0))
     plain_state, _ = plain.run_round(plain.initialize())
@@ -265,7 +258,7 @@ class AsynchronousTest(absltest.TestCase):
   def test_dp_noise_and_epsilon_in_async_mode(self):
     agg = aggregators.build_aggregator('dp', clients_per_round=2, noise_multiplier=1.0,
                                        clip_norm=0.1)
-    pop = _population(self.task, np.full(20, 5.0))
+    pop = cases.always_online_population(self.task, np.full(20, 5.0))
     sim = self._async(pop, selection.UniformSelector(2),
                       asynchronous.AsyncConfig(2, 2, max_staleness=1), aggregator=agg,
                       hooks=[privacy.PrivacyReport(1.0, 2, pop, 1e-5, True)])
@@ -281,7 +274,7 @@ class AsynchronousTest(absltest.TestCase):
                      2 * agg.upload_nbytes(self.initial.trainable))
 
   def test_refuses_what_it_cannot_do(self):
-    pop = _population(self.task, np.full(20, 5.0))
+    pop = cases.always_online_population(self.task, np.full(20, 5.0))
 
     class RoundStart:
       def on_round_start(self, round_num, virtual_time_s, process_state):
@@ -306,7 +299,7 @@ class AsynchronousTest(absltest.TestCase):
         self.model_fn, feedback.keras_per_example_loss(self.task.loss_fn), num_slots=1)
 
   def test_every_aggregator_runs_server_steps(self):
-    pop = _population(self.task, np.full(20, 5.0))
+    pop = cases.always_online_population(self.task, np.full(20, 5.0))
     for name in aggregators.AGGREGATORS:
       with self.subTest(name):
         agg = aggregators.build_aggregator(name, clients_per_round=2,
@@ -321,6 +314,19 @@ class AsynchronousTest(absltest.TestCase):
         self.assertGreater(max(moved), 0.0)
         self.assertEqual(result.metrics['bytes_up'],
                          2 * agg.upload_nbytes(self.initial.trainable))
+
+  def test_every_computation_has_a_map_reduce_form(self):
+    # So the in-process engine runs FedBuff with every aggregator, Oort's
+    # loss-reporting model included, without a TFF worker.
+    for name in aggregators.AGGREGATORS:
+      with self.subTest(name):
+        computations = asynchronous.build_computations(
+            self._loss_model_fn(), tff.learning.optimizers.build_sgdm(0.1),
+            tff.learning.optimizers.build_sgdm(1.0),
+            aggregators.build_aggregator(name, clients_per_round=2,
+                                         adaptive_clipping=True, noise_multiplier=0.1))
+        inprocess_context.map_reduce_form(computations.server_step)
+    inprocess_context.map_reduce_form(computations.train)  # whatever the aggregator
 
   def test_staleness_weights(self):
     self.assertEqual(asynchronous.staleness_weight(3, 'constant'), 1.0)

@@ -7,15 +7,18 @@
 - `NoWorkerLeftTestCase`: marks the workers a test starts and fails the test if
   any outlives it (`worker_pids_with_env` finds them);
 - `tiny_fedavg_simulation`: FedAvg on 40 tiny Synthetic clients, for tests of
-  where and how rounds execute.
+  where and how rounds execute;
+- `always_online_population`: a task's clients at given speeds, always online.
 """
 
 import os
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 
 from absl.testing import absltest
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -28,6 +31,7 @@ from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
+from tf_fedscale.tasks import base
 from tf_fedscale.tasks import registry
 from tf_fedscale.tasks import synthetic
 from tests import fixtures
@@ -148,6 +152,20 @@ class NoWorkerLeftTestCase(absltest.TestCase):
 
 TINY_NUM_CLIENTS = 40
 TINY_TASK = synthetic.build(num_clients=TINY_NUM_CLIENTS, max_examples=200)
+
+
+def always_online_population(task: base.Task, compute_ms: Sequence[float]
+                             ) -> population.Population:
+  """`task`'s training clients, always online, client i computing at
+  `compute_ms[i]` ms per sample with unlimited bandwidth."""
+  n = len(task.train_data.client_ids)
+  return population.Population(
+      task.train_data.client_ids, task.num_train_examples,
+      population.DeviceProfiles(np.asarray(compute_ms, np.float32),
+                                np.full(n, np.inf, np.float32),
+                                np.full(n, np.inf, np.float32)),
+      availability.AvailabilityTrace.always(n),
+      device_row=np.arange(n, dtype=np.int32), availability_row=np.arange(n, dtype=np.int32))
 
 
 def tiny_fedavg_simulation(clients_per_round: int = 8, local_steps: int = 3,

@@ -23,19 +23,20 @@ class FromConfigTest(absltest.TestCase):
                      [{'CUDA_VISIBLE_DEVICES': '0'}, {'CUDA_VISIBLE_DEVICES': '1'}])
 
   def test_defaults(self):
-    engine = execution.from_config(
-        ml_collections.ConfigDict(dict(max_concurrent_clients=-1)))
-    self.assertIsInstance(engine, inprocess_engine.InProcessEngine)
-    self.assertEqual((str(engine.spec), engine.strict, engine.recycle_growth),
-                     ('inprocess', False, execution.DEFAULT_RECYCLE_GROWTH))
+    for mode in ('sync', 'async'):  # both modes run in-process
+      engine = execution.from_config(
+          ml_collections.ConfigDict(dict(max_concurrent_clients=-1, mode=mode)))
+      self.assertIsInstance(engine, inprocess_engine.InProcessEngine, msg=mode)
+      self.assertEqual((str(engine.spec), engine.strict, engine.recycle_growth),
+                       ('inprocess', False, execution.DEFAULT_RECYCLE_GROWTH))
     self.assertTrue(execution.build('inprocess').strict)
 
   def test_auto_chooses_local_where_inprocess_cannot_serve(self):
-    for kwargs in (dict(mode='async'), dict(clients_per_subround=40)):
-      config = ml_collections.ConfigDict(dict(max_concurrent_clients=-1, **kwargs))
-      pool = execution.from_config(config)
-      self.assertIsInstance(pool, worker_pool.WorkerPool, msg=kwargs)
-      self.assertEqual(str(pool.spec), 'local')
+    config = ml_collections.ConfigDict(dict(max_concurrent_clients=-1,
+                                            clients_per_subround=40))
+    pool = execution.from_config(config)
+    self.assertIsInstance(pool, worker_pool.WorkerPool)
+    self.assertEqual(str(pool.spec), 'local')
     pool = execution.build('auto', worker_devices='CPU:0,CPU:1')
     self.assertEqual(str(pool.spec), 'workers:2')
 

@@ -54,6 +54,19 @@ class GraphFunctionTest(absltest.TestCase):
     self.assertEqual([float(first(*variant)[0]) for _ in range(3)], [3.0] * 3)
     self.assertEqual(float(second(*variant)[0]), 3.0)
 
+  def test_a_node_waiting_on_a_parameter(self):
+    # Grappler's constant folding leaves such waits (`^arg` control inputs).
+    @tff.tensorflow.computation(np.float32)
+    def two(x):
+      with tf.control_dependencies([x.op]):
+        return tf.constant(2.0)
+
+    proto = tff.framework.ConcreteComputation.get_proto(two)
+    graph_def = tf.compat.v1.GraphDef()
+    proto.tensorflow.graph_def.Unpack(graph_def)
+    self.assertTrue(any(i.startswith('^') for n in graph_def.node for i in n.input))
+    self.assertEqual(float(graph_function.GraphFunction(two)(np.float32(1.0))[0]), 2.0)
+
   def test_wrong_arguments(self):
     @tff.tensorflow.computation(np.int32)
     def add_one(x):

@@ -17,11 +17,18 @@ import numpy as np
 import tensorflow_federated as tff
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
+from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
+from tf_fedscale import asynchronous
 from tf_fedscale import compositions
 from tf_fedscale import execution
+from tf_fedscale import feedback
 from tf_fedscale import inprocess_engine
+from tf_fedscale import local_work
+from tf_fedscale import oort
+from tf_fedscale import seeding
+from tf_fedscale import selection
 from tf_fedscale import worker_pool
 from tf_fedscale.tasks import synthetic
 from tests import cases
@@ -36,6 +43,10 @@ CASES = (('fedavg', 'mean'), ('fedprox', 'mean'), ('fedyogi', 'mean'),
          ('fedavg', 'clipping'), ('fedavg', 'dp'), ('fedavg', 'dp_seeded'),
          ('fedavg', 'quantize_deterministic'), ('fedavg', 'topk'), ('fedavg', 'secure'))
 TOLERANCE = 1e-5
+# FedBuff (aggregator, selector): clipping with Oort on the losses the clients
+# report, and secure (its buffered weights are client inputs of the form).
+ASYNC_CASES = (('clipping', 'oort'), ('secure', 'uniform'))
+ASYNC_STEPS = 4
 
 
 class InProcessEngineTest(cases.NoWorkerLeftTestCase):
@@ -110,6 +121,61 @@ class InProcessEngineTest(cases.NoWorkerLeftTestCase):
             if aggregator == 'secure':
               runner = engine.context.round_runner(compositions.parts_of(composed.next).next)
               self.assertTrue(runner.has_secure_sums)
+        self.assertEmpty(engine.context.fallback_reasons)
+        self.assertEmpty(engine.workers)  # no TFF worker was needed
+
+  def _async_steps(self, aggregator: str, selector: str
+                   ) -> tuple[list[np.ndarray], list[dict], list[tuple], list[np.ndarray]]:
+    """(model, step records, update rows, reported squared losses) after
+    `ASYNC_STEPS` FedBuff steps on the current engine; clients 0-4 are 10x
+    slower, so their updates arrive stale."""
+    model_fn = self.task.model_fn()
+    if selector == 'oort':
+      model_fn = feedback.loss_reporting_model_fn(
+          model_fn, feedback.keras_per_example_loss(self.task.loss_fn), num_slots=1)
+    pop = cases.always_online_population(self.task,
+                                         np.where(np.arange(20) < 5, 10.0, 1.0))
+    sim = asynchronous.AsyncSimulation(
+        model_fn, tff.learning.optimizers.build_sgdm(0.1),
+        tff.learning.optimizers.build_sgdm(1.0), self.task.train_data, pop,
+        oort.OortSelector(4) if selector == 'oort' else selection.UniformSelector(4),
+        accounting.LatencyAccountant(pop, clients_per_round=4),
+        local_work.LocalWork(batch_size=5, local_steps=3),
+        asynchronous.AsyncConfig(4, 2, max_staleness=1), seed=0,
+        initial_model_weights=seeding.initial_model_weights(self.task.keras_model_fn, 0),
+        aggregator=aggregators.build_aggregator(aggregator, clients_per_round=2))
+    state, records, rows, losses = sim.initialize(), [], [], []
+    for _ in range(ASYNC_STEPS):
+      state, result = sim.run_round(state)
+      records.append({k: v for k, v in result.metrics.items() if k != 'wall_clock_s'})
+      rows.extend(result.client_rows)
+      losses.append(result.feedback.loss_sq_sum)
+    return sim.model_weights(state.process_state).trainable, records, rows, losses
+
+  def test_async_server_steps_same_as_the_worker(self):
+    reference = {}
+    with worker_pool.WorkerPool('local'):
+      for case in ASYNC_CASES:
+        reference[case] = self._async_steps(*case)
+    for spec in ('inprocess', 'inprocess:2'):
+      with execution.build(spec) as engine:
+        for case in ASYNC_CASES:
+          with self.subTest(spec=spec, case=case):
+            weights, records, rows, losses = reference[case]
+            got_weights, got_records, got_rows, got_losses = self._async_steps(*case)
+            for a, b in zip(weights, got_weights):
+              np.testing.assert_allclose(b, a, atol=TOLERANCE, rtol=0)
+            self.assertEqual(got_rows, rows)  # who trained, when, how stale, its fate
+            self.assertGreater(max(r['staleness_max'] for r in records), 0)
+            for record, got in zip(records, got_records):
+              self.assertEqual(list(got), list(record))
+              for key, value in record.items():
+                np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-5,
+                                           err_msg=key)
+            for a, b in zip(losses, got_losses):
+              np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+            if case[1] == 'oort':
+              self.assertTrue(np.isfinite(np.concatenate(losses)).any())
         self.assertEmpty(engine.context.fallback_reasons)
         self.assertEmpty(engine.workers)  # no TFF worker was needed
 

@@ -58,9 +58,9 @@ class ParsingTest(absltest.TestCase):
                      'data_cache_mb')
     self.assertIsNone(placement.validate_flags('auto', '', 0, 512))
     self.assertIsNone(placement.validate_flags('auto', 'GPU:0,GPU:1'))
-    flag, problem = placement.validate_flags('auto', '', 0, 512, asynchronous=True)
+    flag, problem = placement.validate_flags('auto', '', 50, 512)
     self.assertEqual(flag, 'data_cache_mb')
-    self.assertIn('auto chose local: --mode=async', problem)
+    self.assertIn('auto chose local: --clients_per_subround', problem)
 
   def test_resolve_auto(self):
     auto = placement.parse_execution('auto')
@@ -68,8 +68,7 @@ class ParsingTest(absltest.TestCase):
     spec, reason = placement.resolve(auto)
     self.assertEqual(spec, placement.ExecutionSpec('inprocess', num_workers=0))
     self.assertIn('faster', reason)
-    cases = ((dict(asynchronous=True), 'local', '--mode=async'),
-             (dict(worker_devices=('GPU:0',)), 'local', '--worker_devices'),
+    cases = ((dict(worker_devices=('GPU:0',)), 'local', '--worker_devices'),
              (dict(worker_devices=('GPU:0', 'GPU:1')), 'workers:2', '--worker_devices'),
              (dict(clients_per_subround=50), 'local', '--clients_per_subround'))
     for kwargs, engine, why in cases:
@@ -77,7 +76,7 @@ class ParsingTest(absltest.TestCase):
       self.assertEqual(str(spec), engine, msg=kwargs)
       self.assertIn(why, reason)
     explicit = placement.parse_execution('workers:2')
-    self.assertEqual(placement.resolve(explicit, asynchronous=True), (explicit, ''))
+    self.assertEqual(placement.resolve(explicit, clients_per_subround=50), (explicit, ''))
 
 if __name__ == '__main__':
   absltest.main()

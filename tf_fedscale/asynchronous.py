@@ -24,11 +24,14 @@ the buffered updates (so clipping, zeroing, DP noise, secure sum and
 compression work as in synchronous rounds), weighted by examples times the
 staleness weight; an unweighted aggregator (DP) gets each update scaled by
 its staleness weight instead. Client training and the server step are TFF
-computations from `tff.learning` (`build_model_delta_client_work`,
-`build_apply_optimizer_finalizer`). With max_concurrency = buffer_size =
-clients_per_round, no over-commitment and equal client times, every buffer
-holds one synchronous round's clients, all with staleness 0, and the result is
-synchronous FedAvg's.
+computations built from `tff.learning` (`build_model_delta_client_work`,
+`build_apply_optimizer_finalizer`) in the shape that has a MapReduceForm
+(`client_training`, called with one client, and `server_step`, with the
+buffered updates as its clients), so they run on every engine, the in-process
+one included (tests/inprocess_engine_test.py compares them). With
+max_concurrency = buffer_size = clients_per_round, no over-commitment and
+equal client times, every buffer holds one synchronous round's clients, all
+with staleness 0, and the result is synchronous FedAvg's.
 
 Not supported here, refused when the driver is built: hooks that start a
 round (`on_round_start`: there is no round, and the server state is not a TFF
@@ -52,6 +55,7 @@ import tensorflow_federated as tff
 
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
+from tf_fedscale import compositions
 from tf_fedscale import evaluation as evaluation_lib
 from tf_fedscale import feedback as feedback_lib
 from tf_fedscale import hooks as hooks_lib
@@ -142,6 +146,98 @@ class _Handled:
   end_s: float
 
 
+def client_training(client_work: tff.learning.templates.ClientWorkProcess,
+                    weights_type: tff.Type) -> tff.Computation:
+  """`(<model_weights, client_work>@SERVER, data@CLIENTS) -> (the same state,
+  <update, update_weight, measurements>@SERVER)`: `client_work.next` from the
+  server's model, its results summed over the clients.
+
+  Called with one client, the sums are that client's own values; the shape
+  (state in and out, client data, server outputs) has a MapReduceForm, so
+  the in-process engine runs it like the TFF workers do.
+  """
+  state_type = tff.FederatedType(tff.StructType([
+      ('model_weights', weights_type),
+      ('client_work', client_work.initialize.type_signature.result.member),
+  ]), tff.SERVER)
+
+  @tff.federated_computation(state_type, client_work.next.type_signature.parameter[2])
+  def train(state, data):
+    output = client_work.next(state.client_work,
+                              tff.federated_broadcast(state.model_weights), data)
+    return state, tff.federated_zip(collections.OrderedDict(
+        update=tff.federated_sum(output.result.update),
+        update_weight=tff.federated_sum(output.result.update_weight),
+        measurements=output.measurements))
+
+  return train
+
+
+def server_step(aggregation: tff.templates.AggregationProcess,
+                finalizer: tff.learning.templates.FinalizerProcess,
+                weights_type: tff.Type) -> tff.Computation:
+  """`(<aggregator, finalizer, model_weights>@SERVER, <update, weight>@CLIENTS)
+  -> (the new state, <aggregator, finalizer> measurements@SERVER)`: the
+  buffered updates (one per client) aggregated, then applied by the server
+  optimizer, in one call of a shape with a MapReduceForm."""
+  state_type = tff.FederatedType(tff.StructType([
+      ('aggregator', aggregation.initialize.type_signature.result.member),
+      ('finalizer', finalizer.initialize.type_signature.result.member),
+      ('model_weights', weights_type),
+  ]), tff.SERVER)
+  buffered_type = tff.FederatedType(tff.StructType([
+      ('update', weights_type.trainable), ('weight', tff.TensorType(np.float32)),
+  ]), tff.CLIENTS)
+
+  @tff.federated_computation(state_type, buffered_type)
+  def step(state, buffered):
+    aggregated = aggregation.next(state.aggregator, buffered.update, buffered.weight)
+    applied = finalizer.next(state.finalizer, state.model_weights, aggregated.result)
+    new_state = tff.federated_zip(collections.OrderedDict(
+        aggregator=aggregated.state, finalizer=applied.state,
+        model_weights=applied.result))
+    return new_state, tff.federated_zip(collections.OrderedDict(
+        aggregator=aggregated.measurements, finalizer=applied.measurements))
+
+  return step
+
+
+@dataclasses.dataclass(frozen=True)
+class Computations:
+  """FedBuff's TFF processes, and the two computations it calls (`train` per
+  client, `server_step` per step), both of a shape with a MapReduceForm."""
+
+  client_work: tff.learning.templates.ClientWorkProcess
+  finalizer: tff.learning.templates.FinalizerProcess
+  aggregation: tff.templates.AggregationProcess
+  train: tff.Computation  # `client_training`, over client datasets
+  server_step: tff.Computation  # `server_step`, prepared by the aggregator
+
+  @property
+  def called(self) -> tuple[tff.Computation, tff.Computation]:
+    """The computations a server step calls with clients."""
+    return self.train, self.server_step
+
+
+def build_computations(model_fn: Callable[[], tff.learning.models.VariableModel],
+                       client_optimizer: tff.learning.optimizers.Optimizer,
+                       server_optimizer: tff.learning.optimizers.Optimizer,
+                       aggregator: aggregators.Aggregator) -> Computations:
+  """Client training with `client_optimizer` (updates weighted by examples),
+  the buffered updates aggregated by `aggregator` and applied with
+  `server_optimizer`."""
+  weights_type = tff.learning.models.weights_type_from_model(model_fn)
+  client_work = tff.learning.templates.build_model_delta_client_work(
+      model_fn, client_optimizer, tff.learning.ClientWeighting.NUM_EXAMPLES)
+  finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
+      server_optimizer, weights_type)
+  aggregation = aggregator.factory.create(weights_type.trainable,
+                                          tff.TensorType(np.float32))
+  return Computations(
+      client_work, finalizer, aggregation, client_training(client_work, weights_type),
+      aggregator.prepare_computation(server_step(aggregation, finalizer, weights_type)))
+
+
 class AsyncSimulation(simulation.Driver):
   """Runs FedBuff over a population, a selector and a latency accountant."""
 
@@ -178,40 +274,22 @@ class AsyncSimulation(simulation.Driver):
                        f'has deadline_s={accountant.deadline_s}; build it without one.')
     self.config = config
     self.aggregator = aggregator or aggregators.build_aggregator('mean')
-    client_work = tff.learning.templates.build_model_delta_client_work(
-        model_fn, client_optimizer, tff.learning.ClientWeighting.NUM_EXAMPLES)
-    loss_slots = feedback_lib.reported_loss_slots(client_work)
+    self.computations = build_computations(model_fn, client_optimizer,
+                                           server_optimizer, self.aggregator)
+    loss_slots = feedback_lib.reported_loss_slots(self.computations.client_work)
     if loss_slots > 1:
       raise ValueError(f'each client trains in its own call: build the model with '
                        f'num_slots=1, got {loss_slots}.')
-    self._tasks, client_data, _ = self.client_inputs(train_data, loss_slots)
-    self._train = tff.simulation.compose_dataset_computation_with_computation(
-        client_data.dataset_computation, client_work.next)
-    self._client_work_state = client_work.initialize()
-    weights_type = tff.learning.models.weights_type_from_model(model_fn)
-    self._finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
-        server_optimizer, weights_type)
-    self._aggregate, self._aggregator_state = self._build_aggregation(
-        weights_type.trainable)
+    self._tasks, client_data, source = self.client_inputs(train_data, loss_slots)
+    self._train = compositions.compose_computation(
+        client_data.dataset_computation, self.computations.train, source)
+    self._client_work_state = self.computations.client_work.initialize()
+    self._aggregator_state = self.aggregator.prepare_computation(
+        self.computations.aggregation.initialize)()
     self._initial_weights = initial_model_weights
     self._payload_bytes = payload_bytes or (
         payload.serialized_nbytes(initial_model_weights),
         self.aggregator.upload_nbytes(initial_model_weights.trainable))
-
-  def _build_aggregation(self, value_type: tff.Type) -> tuple[tff.Computation, Any]:
-    """The aggregator's process over buffered updates, and its initial state."""
-    process = self.aggregator.factory.create(value_type, tff.TensorType(np.float32))
-
-    @tff.federated_computation(
-        process.next.type_signature.parameter[0],
-        tff.FederatedType(value_type, tff.CLIENTS),
-        tff.FederatedType(np.float32, tff.CLIENTS))
-    def aggregate(state, updates, weights):
-      output = process.next(state, updates, weights)
-      return output.state, output.result
-
-    return (self.aggregator.prepare_computation(aggregate),
-            self.aggregator.prepare_computation(process.initialize)())
 
   # -- state ---------------------------------------------------------------------
 
@@ -220,7 +298,7 @@ class AsyncSimulation(simulation.Driver):
     process_state = {
         'trainable': [np.asarray(w) for w in self._initial_weights.trainable],
         'non_trainable': [np.asarray(w) for w in self._initial_weights.non_trainable],
-        'finalizer_state': self._finalizer.initialize(),
+        'finalizer_state': self.computations.finalizer.initialize(),
         'aggregator_state': self._aggregator_state,
     }
     return simulation.SimulationState(
@@ -371,19 +449,21 @@ class AsyncSimulation(simulation.Driver):
     client_id = self.population.client_ids[client]
     argument = [client_id] if self._tasks is None else self._tasks.arguments(
         [client_id], None if amount is None else np.array([amount]))
-    output = self._train(self._client_work_state, [weights], argument)
-    (result,) = output.result
-    train = evaluation_lib.train_metrics({'client_work': output.measurements})
+    _, result = self._train(collections.OrderedDict(
+        model_weights=weights, client_work=self._client_work_state), argument)
+    measurements = result['measurements']
+    train = evaluation_lib.train_metrics({'client_work': measurements})
     sq_sum, count = (np.full(1, np.nan), np.zeros(1))
     if self._tasks is not None and self._tasks.loss_slots:
-      sq_sum, count = self._tasks.losses(output.measurements, 1)
-    update = [np.asarray(u) for u in tf.nest.flatten(result.update)]
-    return (update, float(result.update_weight), train['train_loss'],
+      sq_sum, count = self._tasks.losses(measurements, 1)
+    update = [np.asarray(u) for u in tf.nest.flatten(result['update'])]
+    return (update, float(result['update_weight']), train['train_loss'],
             train['train_accuracy'], float(sq_sum[0]), float(count[0]))
 
   def _server_step(self, process_state: dict[str, Any],
                    applied: list[tuple[_Job, int]]) -> dict[str, Any]:
-    """Aggregates the buffered updates with the aggregator and applies them."""
+    """Aggregates the buffered updates with the aggregator and applies them
+    (`server_step`, one call)."""
     scale = [staleness_weight(s, self.config.staleness_weighting) for _, s in applied]
     if self.aggregator.weighted:
       updates = [job.update for job, _ in applied]
@@ -392,13 +472,16 @@ class AsyncSimulation(simulation.Driver):
       updates = [[(u * w).astype(u.dtype) for u in job.update]
                  for (job, _), w in zip(applied, scale)]
       weights = [np.float32(1.0)] * len(applied)
-    aggregator_state, mean_update = self._aggregate(
-        process_state['aggregator_state'], updates, weights)
-    output = self._finalizer.next(process_state['finalizer_state'],
-                                  self.model_weights(process_state), mean_update)
-    return {'trainable': [np.asarray(w) for w in output.result.trainable],
-            'non_trainable': [np.asarray(w) for w in output.result.non_trainable],
-            'finalizer_state': output.state, 'aggregator_state': aggregator_state}
+    new_state, _ = self.computations.server_step(
+        collections.OrderedDict(aggregator=process_state['aggregator_state'],
+                                finalizer=process_state['finalizer_state'],
+                                model_weights=self.model_weights(process_state)),
+        [collections.OrderedDict(update=u, weight=w) for u, w in zip(updates, weights)])
+    model_weights = new_state['model_weights']
+    return {'trainable': [np.asarray(w) for w in model_weights.trainable],
+            'non_trainable': [np.asarray(w) for w in model_weights.non_trainable],
+            'finalizer_state': new_state['finalizer'],
+            'aggregator_state': new_state['aggregator']}
 
   def _feedback(self, step: int, start_s: float, now_s: float,
                 handled: list[_Handled]) -> selection.RoundFeedback:

@@ -1,11 +1,12 @@
-"""Composes a process with a dataset computation, remembering the parts.
+"""Composes a process (or a computation) with a dataset computation, remembering the parts.
 
 `tff.simulation.compose_dataset_computation_with_*` makes a process whose
-`next` takes client ids: the C++ worker then builds each client's dataset
-itself. The in-process engine can do better (build datasets in Python once,
-cache them, prepare the next ones while clients train) if it knows which
-dataset computation and which process `next` a composed `next` is made of;
-`parts_of` tells it. Everything else sees TFF's composition unchanged.
+`next` (or a computation that) takes client ids: the C++ worker then builds
+each client's dataset itself. The in-process engine can do better (build
+datasets in Python once, cache them, prepare the next ones while clients
+train) if it knows which dataset computation and which process `next` (or
+computation) a composed one is made of; `parts_of` tells it. Everything else
+sees TFF's composition unchanged.
 
 A `ClientSource` says how a client's dataset is made from its decoded
 (cacheable) data: `finish(raw_dataset, arg)`, e.g. the local-work pipeline.
@@ -37,7 +38,8 @@ class ClientSource:
 
 @attrs.frozen
 class ComposedParts:
-  """A composed `next`: `next(state, [dataset_computation(a) for a in args])`."""
+  """A composed `next` (or computation): `next(state, [dataset_computation(a)
+  for a in args])`."""
   dataset_computation: tff.framework.ConcreteComputation
   next: tff.framework.ConcreteComputation
   source: Optional[ClientSource] = None
@@ -62,8 +64,20 @@ def compose(dataset_computation: tff.framework.ConcreteComputation,
   return composed
 
 
+def compose_computation(dataset_computation: tff.framework.ConcreteComputation,
+                        comp: tff.Computation,
+                        source: Optional[ClientSource] = None) -> tff.Computation:
+  """`comp` taking `dataset_computation`'s arguments per client instead of its
+  client-placed datasets (`source`: as in `compose`)."""
+  composed = tff.simulation.compose_dataset_computation_with_computation(
+      dataset_computation, comp)
+  _PARTS[composed] = ComposedParts(dataset_computation, comp, source)
+  return composed
+
+
 def parts_of(comp: tff.Computation) -> Optional[ComposedParts]:
-  """The parts of a `next` made by `compose`, else None."""
+  """The parts of a `next` made by `compose` (or of `compose_computation`'s
+  result), else None."""
   try:
     return _PARTS.get(comp)
   except TypeError:  # not weakly referenceable

@@ -29,7 +29,7 @@ Engine = Union[worker_pool.WorkerPool, inprocess_engine.InProcessEngine]
 def build(execution: str = 'auto', max_concurrent_clients: int = -1,
           worker_devices: str = '', clients_per_subround: int = 0,
           recycle_growth: float = DEFAULT_RECYCLE_GROWTH,
-          data_cache_mb: int = -1, asynchronous: bool = False) -> Engine:
+          data_cache_mb: int = -1) -> Engine:
   """The engine `--execution` names (not started: use it as a context manager).
 
   `auto` is resolved here (`placement.resolve`) and its choice logged; an
@@ -38,13 +38,12 @@ def build(execution: str = 'auto', max_concurrent_clients: int = -1,
   Raises ValueError('--flag: problem') for a flag the engine does not use.
   """
   problem = placement.validate_flags(execution, worker_devices, clients_per_subround,
-                                     data_cache_mb, asynchronous)
+                                     data_cache_mb)
   if problem:
     raise ValueError(f'--{problem[0]}: {problem[1]}')
   spec, chosen_because = placement.resolve(
       placement.parse_execution(execution),
-      placement.parse_worker_devices(worker_devices), clients_per_subround,
-      asynchronous)
+      placement.parse_worker_devices(worker_devices), clients_per_subround)
   if chosen_because:
     logging.info('execution: auto chose %s (%s).', spec, chosen_because)
   if spec.mode == 'inprocess':
@@ -61,11 +60,10 @@ def build(execution: str = 'auto', max_concurrent_clients: int = -1,
 def from_config(config) -> Engine:
   """The engine an experiment config asks for (`execution`, `worker_devices`,
   `max_concurrent_clients`, `clients_per_subround`, `worker_recycle_growth`,
-  `data_cache_mb`, `mode`)."""
+  `data_cache_mb`)."""
   return build(config.get('execution', 'auto'),
                max_concurrent_clients=config.max_concurrent_clients,
                worker_devices=config.get('worker_devices', ''),
                clients_per_subround=config.get('clients_per_subround', 0),
                recycle_growth=config.get('worker_recycle_growth', DEFAULT_RECYCLE_GROWTH),
-               data_cache_mb=config.get('data_cache_mb', -1),
-               asynchronous=config.get('mode', 'sync') == 'async')
+               data_cache_mb=config.get('data_cache_mb', -1))

@@ -5,7 +5,7 @@ name its parameter and result tensors. `GraphFunction` imports the graph once
 into a `tf.compat.v1.wrap_function` whose arguments feed the parameter
 tensors (`input_map`; pruning with `WrappedFunction.prune` fails on some
 graphs, e.g. TensorList ops of unknown shape) and calls it from a
-`tf.function`, so no TFF worker is involved. Four things make that faithful
+`tf.function`, so no TFF worker is involved. Five things make that faithful
 and fast:
 
 - the graph's function library reuses names (`__inference_..._695`) that this
@@ -18,6 +18,10 @@ and fast:
   the root frame);
 - variables have fixed `shared_name`s, so copies called from several threads
   get a `shared_name_suffix` each;
+- a node may wait on a parameter placeholder (a `^name` control input, which
+  grappler's constant folding leaves, e.g. in FedBuff's secure server step):
+  the wait is moved to the fed tensor, or the unfed placeholder would run and
+  fail;
 - calling a `WrappedFunction` directly costs about 5 ms per call more than
   calling it from inside a `tf.function`.
 """
@@ -49,6 +53,11 @@ def binding_tensor_names(binding: computation_pb2.TensorFlow.Binding) -> list[st
 
 def _node_name(tensor_or_input: str) -> str:
   return tensor_or_input.lstrip('^').split(':')[0]
+
+
+def _waited_on(graph_def: tf.compat.v1.GraphDef) -> set[str]:
+  """Names of the root nodes some node has as a control input."""
+  return {_node_name(i) for n in graph_def.node for i in n.input if i.startswith('^')}
 
 
 def _run_init_first(graph_def: tf.compat.v1.GraphDef, init_op: str) -> None:
@@ -156,12 +165,15 @@ class GraphFunction:
     nodes = {n.name: n for n in graph_def.node}
     specs = [_placeholder_spec(nodes[_node_name(n)]) for n in feed_names]
     self._input_dtypes = [spec.dtype for spec in specs]
+    waited_on = _waited_on(graph_def)
 
     def import_graph(*feeds):
+      input_map = dict(zip(feed_names, feeds))
+      input_map.update({'^' + _node_name(n): feed for n, feed in zip(feed_names, feeds)
+                        if _node_name(n) in waited_on})
       with tf.device(device):
         return tf.graph_util.import_graph_def(
-            graph_def, input_map=dict(zip(feed_names, feeds)),
-            return_elements=fetch_names, name='')
+            graph_def, input_map=input_map, return_elements=fetch_names, name='')
 
     self._function = None
     if fetch_names:

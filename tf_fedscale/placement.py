@@ -159,20 +159,16 @@ def plan_placements(num_workers: int, worker_devices: Sequence[str] = (),
 
 
 def resolve(spec: ExecutionSpec, worker_devices: Sequence[str] = (),
-            clients_per_subround: int = 0, asynchronous: bool = False
-            ) -> tuple[ExecutionSpec, str]:
+            clients_per_subround: int = 0) -> tuple[ExecutionSpec, str]:
   """The engine `auto` stands for in this run, and why ('' unless `auto`).
 
-  `auto` is the in-process engine on every device (the faster one: no TFF
-  worker, GPUs used) unless the run asks for what only TFF workers do: async
-  training (one call per client, no MapReduceForm), `--worker_devices` (pins
-  workers) or `--clients_per_subround` (sizes worker calls).
+  `auto` is the in-process engine on every device, for synchronous rounds and
+  async server steps alike (no TFF worker, GPUs used), unless the run asks
+  for what only TFF workers do: `--worker_devices` (pins workers) or
+  `--clients_per_subround` (sizes worker calls).
   """
   if spec.mode != 'auto':
     return spec, ''
-  if asynchronous:
-    return ExecutionSpec('local'), ('--mode=async trains each client in its own '
-                                    'call, which has no MapReduceForm')
   if worker_devices:
     workers = len(worker_devices)
     return (ExecutionSpec('workers', num_workers=workers) if workers > 1 else
@@ -185,8 +181,7 @@ def resolve(spec: ExecutionSpec, worker_devices: Sequence[str] = (),
 
 
 def validate_flags(execution: str, worker_devices: str, clients_per_subround: int = 0,
-                   data_cache_mb: int = -1, asynchronous: bool = False
-                   ) -> Optional[tuple[str, str]]:
+                   data_cache_mb: int = -1) -> Optional[tuple[str, str]]:
   """(flag, problem) for a malformed `--execution`/`--worker_devices`, or a
   flag the chosen engine does not use; else None."""
   try:
@@ -197,7 +192,7 @@ def validate_flags(execution: str, worker_devices: str, clients_per_subround: in
     devices = parse_worker_devices(worker_devices)
   except ValueError as e:
     return 'worker_devices', str(e)
-  spec, reason = resolve(asked, devices, clients_per_subround, asynchronous)
+  spec, reason = resolve(asked, devices, clients_per_subround)
   if spec.mode == 'inprocess':
     if devices:
       return 'worker_devices', ('pins TFF workers; --execution=inprocess trains on '
