@@ -55,6 +55,7 @@ import tensorflow_federated as tff
 
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
+from tf_fedscale import algorithms
 from tf_fedscale import compositions
 from tf_fedscale import evaluation as evaluation_lib
 from tf_fedscale import feedback as feedback_lib
@@ -228,7 +229,8 @@ def build_computations(model_fn: Callable[[], tff.learning.models.VariableModel]
   `server_optimizer`."""
   weights_type = tff.learning.models.weights_type_from_model(model_fn)
   client_work = tff.learning.templates.build_model_delta_client_work(
-      model_fn, client_optimizer, tff.learning.ClientWeighting.NUM_EXAMPLES)
+      model_fn, client_optimizer, tff.learning.ClientWeighting.NUM_EXAMPLES,
+      loop_implementation=algorithms.LOOP)
   finalizer = tff.learning.templates.build_apply_optimizer_finalizer(
       server_optimizer, weights_type)
   aggregation = aggregator.factory.create(weights_type.trainable,
