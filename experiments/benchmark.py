@@ -11,8 +11,10 @@ Training workloads measure, round by round, interleaved and in rotating order
 data, cohort (client ids of round r: r x clients_per_round, ...) and SGD work (clients x
 local steps x batch):
   sgd_bound    the lower reference: every client's batches materialized as tensors
-               before the timing starts, one compiled SGD step per batch, then the
-               example-weighted mean update (plain TF at its fastest here);
+               before the timing starts, one compiled SGD step per batch, as many
+               clients at once as there are cores (--bound_lanes; threads with a model
+               copy each, as the engines also train several clients at once), then
+               the example-weighted mean update (plain TF at its fastest here);
   serial_tf    one tf.function walks every client's tf.data pipeline (built by the
                same dataset function) one client after another, then the mean update;
   raw_tff      `process.next(state, client_ids)` of `build_weighted_fed_avg`
@@ -40,6 +42,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
@@ -96,6 +99,8 @@ _RECYCLE = flags.DEFINE_float(
 _DATA_CACHE = flags.DEFINE_integer(
     'data_cache_mb', -1, '--execution=inprocess: MB of client data kept in memory '
     '(-1: a quarter of the machine\'s memory; 0: none).')
+_BOUND_LANES = flags.DEFINE_integer(
+    'bound_lanes', 0, 'sgd_bound: clients trained at once (0: one per core).')
 _LOCAL_STEPS = flags.DEFINE_integer('local_steps', 5, 'Local SGD steps per client.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 20, 'Client batch size.')
 _CLIENT_LR = flags.DEFINE_float('client_lr', 0.02, 'Client learning rate.')
@@ -154,29 +159,41 @@ def build_task(workload: str, num_clients: int, work: local_work_lib.LocalWork,
 
 
 def build_sgd_bound_round(task: task_base.Task, work: local_work_lib.LocalWork,
-                          client_lr: float, initial: tff.learning.models.ModelWeights
-                          ) -> tuple[Callable[[Sequence[str]], Any], tf.keras.Model,
-                                     Callable[[Sequence[str]], None]]:
-  """The lower reference: data in memory, one compiled SGD step per batch.
+                          client_lr: float, initial: tff.learning.models.ModelWeights,
+                          lanes: int) -> tuple[Callable[[Sequence[str]], Any],
+                                               tf.keras.Model,
+                                               Callable[[Sequence[str]], None]]:
+  """The lower reference: data in memory, one compiled SGD step per batch,
+  `lanes` clients training at once (each lane a thread with its own model
+  copy: the engines also train several clients at once, so a one-client-at-a-
+  time loop would not be the fastest way to do the same work).
 
   Returns (round function, model, `materialize(client_ids)`: decodes those
   clients' batches into tensors, to call before timing).
   """
-  model = task.keras_model_fn()
-  initial.assign_weights_to(model)
+  if lanes < 1:
+    raise ValueError(f'lanes must be >= 1, got {lanes}.')
   loss_fn = task.loss_fn()
   dataset_fn = task.train_data.preprocess(work.preprocess).serializable_dataset_fn
-  variables = model.trainable_variables
   x_spec, y_spec = dataset_fn(tf.constant(task.train_data.client_ids[0])).element_spec
 
-  @tf.function(input_signature=[x_spec, y_spec])
-  def step(x: tf.Tensor, y: tf.Tensor) -> None:
-    with tf.GradientTape() as tape:
-      loss = loss_fn(y, model(x, training=True))
-    for v, g in zip(variables, tape.gradient(loss, variables)):
-      v.assign_sub(client_lr * g)
+  def compiled_step(model: tf.keras.Model) -> Callable[[tf.Tensor, tf.Tensor], None]:
+    variables = model.trainable_variables
 
-  step.get_concrete_function()  # traced before TFF builds models in v1 graphs
+    @tf.function(input_signature=[x_spec, y_spec])
+    def step(x: tf.Tensor, y: tf.Tensor) -> None:
+      with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+      for v, g in zip(variables, tape.gradient(loss, variables)):
+        v.assign_sub(client_lr * g)
+
+    step.get_concrete_function()  # traced before TFF builds models in v1 graphs
+    return step
+
+  models = [task.keras_model_fn() for _ in range(lanes)]
+  for model in models:
+    initial.assign_weights_to(model)
+  steps = [compiled_step(model) for model in models]
   batches: dict[str, list[tuple[tf.Tensor, tf.Tensor]]] = {}
 
   def materialize(client_ids: Sequence[str]) -> None:
@@ -184,24 +201,41 @@ def build_sgd_bound_round(task: task_base.Task, work: local_work_lib.LocalWork,
       if c not in batches:
         batches[c] = list(dataset_fn(tf.constant(c)))
 
-  def round_fn(client_ids: Sequence[str]) -> None:
-    start = [tf.identity(v) for v in variables]
-    update_sum = [tf.zeros_like(v) for v in variables]
+  def train_lane(lane: int, client_ids: Sequence[str], start: list[tf.Tensor],
+                 out: list[Any]) -> None:
+    """Example-weighted sum of the lane's clients' updates, and their examples."""
+    variables = models[lane].trainable_variables
+    update_sum = [tf.zeros_like(w) for w in start]
     total = 0
     for c in client_ids:
       for v, w in zip(variables, start):
         v.assign(w)
       examples = 0
       for x, y in batches[c]:
-        step(x, y)
+        steps[lane](x, y)
         examples += int(y.shape[0])
       update_sum = [s + examples * (v - w)
                     for s, v, w in zip(update_sum, variables, start)]
       total += examples
-    for v, w, s in zip(variables, start, update_sum):
-      v.assign(w + s / total)
+    out[lane] = (update_sum, total)
 
-  return round_fn, model, materialize
+  def round_fn(client_ids: Sequence[str]) -> None:
+    start = [tf.identity(v) for v in models[0].trainable_variables]
+    out: list[Any] = [None] * lanes
+    threads = [threading.Thread(target=train_lane,
+                                args=(i, client_ids[i::lanes], start, out))
+               for i in range(lanes)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join()
+    update_sum = [tf.add_n(parts) for parts in zip(*(u for u, _ in out))]
+    total = sum(t for _, t in out)
+    for model in models:
+      for v, w, s in zip(model.trainable_variables, start, update_sum):
+        v.assign(w + s / total)
+
+  return round_fn, models[0], materialize
 
 
 def build_serial_tf_round(task: task_base.Task, work: local_work_lib.LocalWork,
@@ -396,7 +430,7 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
   # First: before TFF traces any Keras model.
   if 'sgd_bound' in what:
     bound_round, bound_model, materialize = build_sgd_bound_round(
-        task, work, _CLIENT_LR.value, initial)
+        task, work, _CLIENT_LR.value, initial, _BOUND_LANES.value or len(os.sched_getaffinity(0)))
     for round_num in range(rounds + 1):  # the data is in memory before timing
       materialize(cohort(round_num))
     steps['sgd_bound'] = lambda r: bound_round(cohort(r))

@@ -59,6 +59,7 @@ class BenchmarkTest(absltest.TestCase):
     result, lines = _benchmark('--workload=femnist_cnn', '--clients_per_round=3',
                                '--rounds=1', '--num_clients=6', '--local_steps=2',
                                '--batch_size=4', '--execution=inprocess:2',
+                               '--bound_lanes=2',  # 2 + 1 clients: lanes combined
                                '--what=sgd_bound,tf_fedscale')
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     summary = lines[-1]
