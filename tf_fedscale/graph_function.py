@@ -178,7 +178,10 @@ class GraphFunction:
     self._function = None
     if fetch_names:
       wrapped = tf.compat.v1.wrap_function(import_graph, signature=specs)
-      self._function = tf.function(lambda *args: wrapped(*args), autograph=False)
+      # Traced now: traced at first call, every import would count, in TF's
+      # retracing detector (keyed by code object), as one function retraced.
+      self._function = tf.function(lambda *args: wrapped(*args), autograph=False
+                                   ).get_concrete_function(*specs)
 
   def __call__(self, *args: Any) -> list[Any]:
     if len(args) != len(self.input_names):
