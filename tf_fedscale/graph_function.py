@@ -34,6 +34,8 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from tensorflow_federated.proto.v0 import computation_pb2
 
+from tf_fedscale import client_data_cache
+
 _import_ids = itertools.count()
 SESSION_TOKEN = 'tf_fedscale_in_process'
 
@@ -194,10 +196,17 @@ class GraphFunction:
             for kind, i in self._sources]
 
 
+def dataset_variant(dataset: tf.data.Dataset) -> tf.Tensor:
+  """`dataset` as the variant tensor a graph takes, read without tf.data's
+  autotuning and default rewrites (`client_data_cache.single_pass`: a
+  client's dataset is small and read once)."""
+  return tf.data.experimental.to_variant(client_data_cache.single_pass(dataset))
+
+
 def flat_arguments(type_spec: Optional[tff.Type], value: Any) -> list[Any]:
   """`value`'s leaves in the order of `type_spec`'s bindings.
 
-  Sequences (tf.data datasets) become their variant tensors.
+  Sequences (tf.data datasets) become their variant tensors (`dataset_variant`).
   """
   if type_spec is None:
     return []
@@ -211,7 +220,7 @@ def flat_arguments(type_spec: Optional[tff.Type], value: Any) -> list[Any]:
     elif isinstance(t, tff.FederatedType):
       walk(t.member, v)
     elif isinstance(t, tff.SequenceType):
-      leaves.append(tf.data.experimental.to_variant(v))
+      leaves.append(dataset_variant(v))
     else:
       leaves.append(v)
 

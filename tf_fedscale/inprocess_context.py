@@ -52,11 +52,6 @@ def _client_key(leaves: Sequence[Any]) -> tuple:
   return tuple(key)
 
 
-def _variant(dataset: tf.data.Dataset) -> tf.Tensor:
-  """A client's dataset as `work`'s input: read once (`single_pass`)."""
-  return tf.data.experimental.to_variant(client_data_cache.single_pass(dataset))
-
-
 class InProcessContext(tff.framework.SyncContext):
   """Runs TFF computations here; see the module docstring."""
 
@@ -151,14 +146,15 @@ class InProcessContext(tff.framework.SyncContext):
               for a in client_args]
     if parts.source is None:  # nothing cacheable: the dataset as composed
       build = self._dataset_builder(parts.dataset_computation)
-      return [lambda a=a: [_variant(build(a)())] for a in client_args]
+      return [lambda a=a: [graph_function.dataset_variant(build(a)())]
+              for a in client_args]
     source = parts.source
     build_raw = self._dataset_builder(source.raw_dataset_computation)
 
     def builder(arg):
       client_id = source.client_id(arg)
       key = (source.raw_dataset_computation, _client_key([client_id]))
-      return lambda: [_variant(source.finish(
+      return lambda: [graph_function.dataset_variant(source.finish(
           self.data_cache.get(key, build_raw(client_id)), arg))]
 
     return [builder(a) for a in client_args]
