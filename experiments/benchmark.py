@@ -231,9 +231,8 @@ def build_sgd_bound_round(task: task_base.Task, work: local_work_lib.LocalWork,
       thread.join()
     update_sum = [tf.add_n(parts) for parts in zip(*(u for u, _ in out))]
     total = sum(t for _, t in out)
-    for model in models:
-      for v, w, s in zip(model.trainable_variables, start, update_sum):
-        v.assign(w + s / total)
+    for v, w, s in zip(models[0].trainable_variables, start, update_sum):
+      v.assign(w + s / total)  # the round's model; lanes start each client from it
 
   return round_fn, models[0], materialize
 
@@ -405,6 +404,9 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
                                   local_steps=_LOCAL_STEPS.value,
                                   shuffle_seed=_SEED.value)
   num_clients = _NUM_CLIENTS.value or max(1000, 2 * clients_per_round)
+  if _BOUND_LANES.value < 0:
+    cli.fail(f'--bound_lanes: {_BOUND_LANES.value} clients at once; give 1 or more, '
+             'or 0 for one per core.')
   if num_clients < clients_per_round:
     cli.fail(f'--num_clients: {num_clients} is below '
              f'--clients_per_round={clients_per_round}.')
@@ -430,7 +432,8 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
   # First: before TFF traces any Keras model.
   if 'sgd_bound' in what:
     bound_round, bound_model, materialize = build_sgd_bound_round(
-        task, work, _CLIENT_LR.value, initial, _BOUND_LANES.value or len(os.sched_getaffinity(0)))
+        task, work, _CLIENT_LR.value, initial,
+        _BOUND_LANES.value or len(os.sched_getaffinity(0)))
     for round_num in range(rounds + 1):  # the data is in memory before timing
       materialize(cohort(round_num))
     steps['sgd_bound'] = lambda r: bound_round(cohort(r))

@@ -67,6 +67,12 @@ class BenchmarkTest(absltest.TestCase):
     self.assertLess(summary['round1_max_weight_diff'], 1e-4)
     self.assertIn('tf_fedscale_over_sgd_bound', summary)
 
+  def test_refuses_negative_bound_lanes(self):
+    result, lines = _benchmark('--workload=femnist_cnn', '--bound_lanes=-1')
+    self.assertEqual(result.returncode, 2)
+    self.assertEqual(lines, [])
+    self.assertIn('error: --bound_lanes: -1', result.stderr)
+
   def test_population(self):
     result, lines = _benchmark('--workload=population', '--population=20000',
                                '--clients_per_round=100', '--rounds=3')
