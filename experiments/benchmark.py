@@ -56,11 +56,11 @@ from tf_fedscale import accounting
 from tf_fedscale import algorithms
 from tf_fedscale import availability as availability_lib
 from tf_fedscale import cli
-from tf_fedscale import execution as execution_lib
-from tf_fedscale import inprocess_engine
+from tf_fedscale.engine import execution as execution_lib
+from tf_fedscale.engine import inprocess_engine
+from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import population as population_lib
-from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
@@ -349,12 +349,12 @@ class Meter:
     self.execution = execution
 
   def pids(self) -> list[int]:
-    workers = self.execution.workers if self.execution else []
-    return [os.getpid()] + [w.pid for w in workers if w.is_alive()]
+    workers = self.execution.stats().worker_pids if self.execution else ()
+    return [os.getpid(), *workers]
 
   def cpu_seconds(self) -> float:
     """CPU seconds of this process and its workers, retired ones included."""
-    retired = self.execution.retired if self.execution else []
+    retired = self.execution.stats().retired if self.execution else ()
     total = sum(r.cpu_seconds for r in retired)
     for pid in self.pids():
       try:
@@ -490,7 +490,7 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
                       rss_bytes=meter.rss_bytes(),
                       python_rss_bytes=_proc_rss_bytes(os.getpid()))
         if name in ('raw_tff', 'tf_fedscale'):
-          record.update(context, subrounds=execution.context.last_subrounds)
+          record.update(context, subrounds=execution.stats().subrounds or 1)
         if round_num == 0:
           record['warmup'] = True
         else:
@@ -505,11 +505,12 @@ def run_training(workload: str, clients_per_round: int, rounds: int,
         if diff > WEIGHT_TOLERANCE:
           cli.fail(f'the measures disagree after round 1 (max weight difference '
                    f'{diff:.3g} > {WEIGHT_TOLERANCE}): they do not train the same thing.')
-    summary['recovery_events'] = len(execution.events)
-    summary['worker_recycles'] = execution.recycles
+    stats = execution.stats()
+    summary['recovery_events'] = len(stats.events)
+    summary['worker_recycles'] = stats.recycles
     summary['peak_rss_bytes'] = meter.rss_bytes('VmHWM')  # per-process peaks, summed
     summary['recycled_worker_peak_rss_bytes'] = max(
-        (r.peak_rss_bytes for r in execution.retired), default=0)
+        (r.peak_rss_bytes for r in stats.retired), default=0)
 
   for name in what:
     summary[f'{name}_seconds'] = round(statistics.median(times[name]), 4)

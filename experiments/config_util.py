@@ -9,9 +9,9 @@ from typing import Any
 
 import ml_collections
 
-from tf_fedscale import lr_schedule
-from tf_fedscale import placement
+from tf_fedscale.engine import placement
 from tf_fedscale.experiments.configs import default as default_config
+from tf_fedscale import lr_schedule
 
 
 ASYNC_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedadagrad')
@@ -147,7 +147,7 @@ def _validate_mode(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_execution(config: ml_collections.ConfigDict) -> None:
-  """--execution and --worker_devices (tf_fedscale/placement.py parses them)."""
+  """--execution and --worker_devices (tf_fedscale/engine/placement.py parses them)."""
   problem = placement.validate_flags(config.execution, config.worker_devices,
                                      config.clients_per_subround, config.data_cache_mb)
   if problem:

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fedscale import cli
-from tf_fedscale import runtime
+from tf_fedscale.engine import runtime
 from tf_fedscale.tasks import registry
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)

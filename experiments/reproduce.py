@@ -41,11 +41,11 @@ import numpy as np
 
 from tf_fedscale import availability
 from tf_fedscale import cli
-from tf_fedscale import population as population_lib
-from tf_fedscale import runtime
+from tf_fedscale.engine import runtime
 from tf_fedscale.experiments import config_util
-from tf_fedscale.experiments import setup
 from tf_fedscale.experiments.configs import default as default_config
+from tf_fedscale.experiments import setup
+from tf_fedscale import population as population_lib
 
 _EXPERIMENT = flags.DEFINE_enum('experiment', 'all', ['a', 'b', 'c', 'd', 'e', 'all'],
                                 'Which finding to reproduce.')

@@ -22,13 +22,13 @@ import ml_collections
 # inside main() cannot build eager Sequential models.
 from tf_fedscale import checkpoint
 from tf_fedscale import cli
-from tf_fedscale import runtime
-from tf_fedscale import inprocess_engine
+from tf_fedscale.engine import inprocess_engine
+from tf_fedscale.engine import runtime
 from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments.configs import default as default_config
 from tf_fedscale.experiments import output_dir as output_dir_lib
 from tf_fedscale.experiments import reporting
 from tf_fedscale.experiments import setup
-from tf_fedscale.experiments.configs import default as default_config
 
 _DEFAULTS = default_config.get_config()
 _HELP = {
@@ -76,7 +76,7 @@ _HELP = {
                   'MapReduceForm runs on a TFF worker, logged), '
                   'local (one TFF worker), workers:N (N local workers sharing '
                   'each round\'s clients), remote:HOST:PORT[,HOST:PORT...] '
-                  '(workers started with python -m tf_fedscale.worker), inprocess '
+                  '(workers started with python -m tf_fedscale.engine.worker), inprocess '
                   '(the process\'s MapReduceForm in this Python process, on every '
                   'GPU TensorFlow sees, else the CPU) or inprocess:N (N GPUs, or N '
                   'logical CPU devices).'),

@@ -17,19 +17,19 @@ from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import asynchronous
 from tf_fedscale import checkpoint
+from tf_fedscale.engine import execution
+from tf_fedscale.engine import inprocess_context
+from tf_fedscale.engine import placement
 from tf_fedscale import evaluation
-from tf_fedscale import execution
-from tf_fedscale import inprocess_context
-from tf_fedscale import local_work as local_work_lib
-from tf_fedscale import lr_schedule
-from tf_fedscale import metrics
-from tf_fedscale import placement
-from tf_fedscale import population as population_lib
-from tf_fedscale import seeding
-from tf_fedscale import simulation
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import output_dir as output_dir_lib
 from tf_fedscale.experiments import plugins as plugins_lib
+from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import lr_schedule
+from tf_fedscale import metrics
+from tf_fedscale import population as population_lib
+from tf_fedscale import seeding
+from tf_fedscale import simulation
 from tf_fedscale.tasks import base as task_base
 from tf_fedscale.tasks import registry
 from tf_fedscale.traces import default as default_traces
@@ -136,7 +136,7 @@ class Experiment:
     engine, checkpointing into `<output_dir>/checkpoints`; with `resume`,
     continues from the newest one. A round that fails on a dying worker is
     called again with the same state after the worker is restarted or dropped
-    (tf_fedscale/worker_pool.py)."""
+    (tf_fedscale/engine/worker_pool.py)."""
     checkpointer = (checkpoint.Checkpointer(
         os.path.join(output_dir, output_dir_lib.CHECKPOINT_DIR),
         self.config.checkpoint_every)
@@ -147,7 +147,7 @@ class Experiment:
       if state is not None:
         output_dir_lib.cut_to_checkpoint(output_dir, state.round_num)
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
-                      checkpointer, executor=pool)
+                      checkpointer, engine=pool)
       if output_dir:
         self.write_client_accuracy(
             sim.model_weights(state.process_state),

@@ -12,10 +12,10 @@ from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import availability
+from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import payload
 from tf_fedscale import population as population_lib
-from tf_fedscale import runtime
 from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.tasks import synthetic

@@ -7,10 +7,10 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tf_fedscale import algorithms
+from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import payload
 from tf_fedscale import qffl
-from tf_fedscale import runtime
 from tf_fedscale import simulation
 from tf_fedscale.tasks import synthetic
 

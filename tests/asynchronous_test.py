@@ -11,20 +11,20 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tests import cases
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import asynchronous
 from tf_fedscale import checkpoint
+from tf_fedscale.engine import inprocess_context
+from tf_fedscale.engine import runtime
 from tf_fedscale import feedback
-from tf_fedscale import inprocess_context
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import oort
 from tf_fedscale import privacy
-from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale.tasks import synthetic
-from tests import cases
 
 
 def setUpModule():

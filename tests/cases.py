@@ -22,19 +22,19 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tests import fixtures
 from tf_fedscale import accounting
 from tf_fedscale import availability
+from tf_fedscale.engine import runtime
 from tf_fedscale import evaluation
 from tf_fedscale import local_work
 from tf_fedscale import population
-from tf_fedscale import runtime
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.tasks import base
 from tf_fedscale.tasks import registry
 from tf_fedscale.tasks import synthetic
-from tests import fixtures
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

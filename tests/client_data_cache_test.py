@@ -1,4 +1,4 @@
-"""Tests for tf_fedscale.client_data_cache: bounded cache and ordered prefetch."""
+"""Tests for tf_fedscale.engine.client_data_cache: bounded cache and ordered prefetch."""
 
 import threading
 import time
@@ -7,7 +7,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from tf_fedscale import client_data_cache
+from tf_fedscale.engine import client_data_cache
 
 
 def _elements(dataset):

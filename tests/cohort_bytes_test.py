@@ -1,4 +1,4 @@
-"""Tests for tf_fedscale.cohort_bytes: clients and bytes of a call's argument."""
+"""Tests for tf_fedscale.engine.cohort_bytes: clients and bytes of a call's argument."""
 
 import collections
 
@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import cohort_bytes
+from tf_fedscale.engine import cohort_bytes
 
 
 @attrs.define

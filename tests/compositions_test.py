@@ -1,10 +1,10 @@
-"""Tests for tf_fedscale.compositions: composed processes remember their parts."""
+"""Tests for tf_fedscale.engine.compositions: composed processes remember their parts."""
 
 from absl.testing import absltest
 import tensorflow_federated as tff
 
-from tf_fedscale import compositions
 from tests import cases
+from tf_fedscale.engine import compositions
 
 
 class CompositionsTest(absltest.TestCase):

@@ -1,10 +1,10 @@
-"""Tests for tf_fedscale.coroutines: the same result with and without a running loop."""
+"""Tests for tf_fedscale.engine.coroutines: the same result with and without a running loop."""
 
 import asyncio
 
 from absl.testing import absltest
 
-from tf_fedscale import coroutines
+from tf_fedscale.engine import coroutines
 
 
 async def _double(x: int) -> int:

@@ -1,11 +1,11 @@
-"""Tests for tf_fedscale.execution: the engine an experiment config asks for."""
+"""Tests for tf_fedscale.engine.execution: the engine an experiment config asks for."""
 
 from absl.testing import absltest
 import ml_collections
 
-from tf_fedscale import execution
-from tf_fedscale import inprocess_engine
-from tf_fedscale import worker_pool
+from tf_fedscale.engine import execution
+from tf_fedscale.engine import inprocess_engine
+from tf_fedscale.engine import worker_pool
 
 
 class FromConfigTest(absltest.TestCase):

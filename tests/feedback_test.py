@@ -7,11 +7,11 @@ import tensorflow as tf
 from tf_fedscale import accounting
 from tf_fedscale import algorithms
 from tf_fedscale import availability
+from tf_fedscale.engine import runtime
 from tf_fedscale import feedback
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import oort
 from tf_fedscale import population as population_lib
-from tf_fedscale import runtime
 from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.tasks import synthetic

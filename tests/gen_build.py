@@ -27,7 +27,7 @@ PACKAGES = {
     'experiments': 'tf_fedscale.experiments',
     'tests': 'tests',
 }
-SUBPACKAGES = {'experiments': ['configs']}
+SUBPACKAGES = {'tf_fedscale': ['engine'], 'experiments': ['configs']}
 # The ../shared datasets (WORKSPACE's `shared` repository) each test reads.
 SHARED_DATA = {
     'tasks_real_data_test': ['celeba_leaf_metadata', 'sent140_leaf_k30_testonly',

@@ -1,4 +1,4 @@
-"""Tests for tf_fedscale.graph_function: TFF TensorFlow computations in this process."""
+"""Tests for tf_fedscale.engine.graph_function: TFF TensorFlow computations in this process."""
 
 import collections
 
@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import graph_function
+from tf_fedscale.engine import graph_function
 
 
 class GraphFunctionTest(absltest.TestCase):

@@ -1,13 +1,17 @@
-"""Tests for tf_fedscale.inprocess_context: what runs here and what falls back."""
+"""Tests for tf_fedscale.engine.inprocess_context: what runs here and what falls back."""
+
+import os
 
 from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import inprocess_context
-from tf_fedscale import worker_pool
 from tests import cases
+from tf_fedscale.engine import execution
+from tf_fedscale.engine import inprocess_context
+from tf_fedscale.engine import interface
+from tf_fedscale.engine import worker_pool
 
 
 @tff.tensorflow.computation(np.float32)
@@ -61,6 +65,40 @@ class InProcessContextTest(cases.NoWorkerLeftTestCase):
       self.assertLen(lenient.fallback_reasons, 1)
       self.assertIn('runs on a TFF worker', logs.output[0])
       lenient.close()
+
+
+class InProcessEngineFallbackTest(cases.NoWorkerLeftTestCase):
+  """What `--execution=auto` relies on: the engine it picks hands a process
+  without a MapReduceForm to a worker it starts on first need, and stops it."""
+
+  def test_auto_falls_back_to_a_worker_it_starts_once_and_stops(self):
+    engine = execution.build('auto')
+    self.assertIsInstance(engine, interface.Engine)
+    with engine:
+      self.assertIs(tff.framework.get_context_stack().current, engine.context)
+      self.assertEqual(engine.stats(), interface.EngineStats())  # no worker yet
+      self.assertEqual(float(_double(1.5)), 3.0)  # runs here: still no worker
+      self.assertEmpty(engine.stats().worker_pids)
+      for _ in range(2):
+        state, spread = engine.call(_two_aggregations, np.float32(1.0),
+                                    [np.float32(1.0), np.float32(3.0)])
+        self.assertEqual((float(state), float(spread)), (2.0, 2.0))
+      stats = engine.stats()
+      self.assertLen(stats.worker_pids, 1)  # one worker, started once
+      self.assertLen(stats.events, 1)
+      self.assertIn('started a TFF worker', stats.events[0])
+      self.assertIsNone(stats.subrounds)
+      # The worker's context serves the fallback; the engine's stays installed.
+      self.assertIs(tff.framework.get_context_stack().current, engine.context)
+      worker_pid = stats.worker_pids[0]
+    self.assertFalse(os.path.exists(f'/proc/{worker_pid}'))
+
+  def test_inprocess_asked_for_refuses_without_starting_a_worker(self):
+    with execution.build('inprocess') as engine:
+      with self.assertRaisesRegex(inprocess_context.NoMapReduceFormError,
+                                  'cannot run in this process'):
+        engine.call(_two_aggregations, np.float32(1.0), [np.float32(1.0)])
+      self.assertEqual(engine.stats(), interface.EngineStats())
 
 
 if __name__ == '__main__':

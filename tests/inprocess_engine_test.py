@@ -1,4 +1,4 @@
-"""Tests for tf_fedscale.inprocess_engine: the same rounds as the TFF worker."""
+"""Tests for tf_fedscale.engine.inprocess_engine: the same rounds as the TFF worker."""
 
 import tensorflow as tf
 
@@ -17,21 +17,21 @@ import numpy as np
 import tensorflow_federated as tff
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
+from tests import cases
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import asynchronous
-from tf_fedscale import compositions
-from tf_fedscale import execution
+from tf_fedscale.engine import compositions
+from tf_fedscale.engine import execution
+from tf_fedscale.engine import inprocess_engine
+from tf_fedscale.engine import worker_pool
 from tf_fedscale import feedback
-from tf_fedscale import inprocess_engine
 from tf_fedscale import local_work
 from tf_fedscale import oort
 from tf_fedscale import seeding
 from tf_fedscale import selection
-from tf_fedscale import worker_pool
 from tf_fedscale.tasks import synthetic
-from tests import cases
 
 CLIENTS = ['0', '3', '5', '8', '11']
 # (algorithm, aggregator): every algorithm with the mean, the aggregators with
@@ -122,7 +122,7 @@ class InProcessEngineTest(cases.NoWorkerLeftTestCase):
               runner = engine.context.round_runner(compositions.parts_of(composed.next).next)
               self.assertTrue(runner.has_secure_sums)
         self.assertEmpty(engine.context.fallback_reasons)
-        self.assertEmpty(engine.workers)  # no TFF worker was needed
+        self.assertEmpty(engine.stats().worker_pids)  # no TFF worker was needed
 
   def _async_steps(self, aggregator: str, selector: str
                    ) -> tuple[list[np.ndarray], list[dict], list[tuple], list[np.ndarray]]:
@@ -177,7 +177,7 @@ class InProcessEngineTest(cases.NoWorkerLeftTestCase):
             if case[1] == 'oort':
               self.assertTrue(np.isfinite(np.concatenate(losses)).any())
         self.assertEmpty(engine.context.fallback_reasons)
-        self.assertEmpty(engine.workers)  # no TFF worker was needed
+        self.assertEmpty(engine.stats().worker_pids)  # no TFF worker was needed
 
 
 if __name__ == '__main__':

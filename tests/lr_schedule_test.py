@@ -3,12 +3,12 @@
 from absl.testing import absltest
 import numpy as np
 
-from tf_fedscale.tasks import synthetic
 from tf_fedscale import algorithms
+from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import lr_schedule
-from tf_fedscale import runtime
 from tf_fedscale import simulation
+from tf_fedscale.tasks import synthetic
 
 CLIENTS = ['0', '3', '5']
 

@@ -1,12 +1,12 @@
-"""Tests for tf_fedscale.map_reduce_round: one call of a MapReduceForm here."""
+"""Tests for tf_fedscale.engine.map_reduce_round: one call of a MapReduceForm here."""
 
 from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import graph_function
-from tf_fedscale import map_reduce_round
+from tf_fedscale.engine import graph_function
+from tf_fedscale.engine import map_reduce_round
 
 
 @tff.federated_computation(tff.FederatedType(np.float32, tff.SERVER),

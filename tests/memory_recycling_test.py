@@ -1,11 +1,11 @@
-"""Tests for tf_fedscale.memory_recycling: baselines and growth."""
+"""Tests for tf_fedscale.engine.memory_recycling: baselines and growth."""
 
 import os
 from unittest import mock
 
 from absl.testing import absltest
 
-from tf_fedscale import memory_recycling
+from tf_fedscale.engine import memory_recycling
 
 
 class GrowthWatchTest(absltest.TestCase):

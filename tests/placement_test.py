@@ -1,8 +1,8 @@
-"""Tests for tf_fedscale.placement: parsing --execution, planning devices."""
+"""Tests for tf_fedscale.engine.placement: parsing --execution, planning devices."""
 
 from absl.testing import absltest
 
-from tf_fedscale import placement
+from tf_fedscale.engine import placement
 
 
 class ParsingTest(absltest.TestCase):

@@ -9,19 +9,19 @@ from absl.testing import absltest
 import dp_accounting
 import numpy as np
 
-from tf_fedscale.tasks import synthetic
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
 from tf_fedscale import availability
 from tf_fedscale import checkpoint
+from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics
 from tf_fedscale import population as population_lib
 from tf_fedscale import privacy
-from tf_fedscale import runtime
 from tf_fedscale import selection
 from tf_fedscale import simulation
+from tf_fedscale.tasks import synthetic
 
 
 def setUpModule():

@@ -12,12 +12,12 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow_federated as tff
 
+from tests import cases
 from tf_fedscale import asynchronous
-from tf_fedscale import memory_recycling
+from tf_fedscale.engine import memory_recycling
+from tf_fedscale.engine import worker_pool
 from tf_fedscale import seeding
 from tf_fedscale import selection
-from tf_fedscale import worker_pool
-from tests import cases
 
 
 class RecoveryTest(cases.NoWorkerLeftTestCase):
@@ -25,7 +25,7 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
   def test_worker_killed_mid_round_is_restarted_and_round_retried(self):
     with worker_pool.WorkerPool('workers:2') as pool:
       sim = cases.tiny_fedavg_simulation(clients_per_round=8, local_steps=400)
-      state = sim.run(sim.initialize(), 1, executor=pool)
+      state = sim.run(sim.initialize(), 1, engine=pool)
       pids = [w.pid for w in pool.workers]
       start_cpu = [cases.cpu_seconds(pid) for pid in pids]
       killed = []
@@ -79,7 +79,7 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
       state = sim.initialize()
       pool.workers[0].stop()
       records = []
-      sim.run(state, 1, records.append, executor=pool)
+      sim.run(state, 1, records.append, engine=pool)
       self.assertEqual(records[-1]['completed'], 8)
       self.assertLen(pool.workers, 1)
       self.assertTrue(any('dropped it from the pool' in e for e in pool.events))
@@ -122,12 +122,12 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
 
     with worker_pool.WorkerPool('local') as pool:
       reference = fedbuff()
-      expected = reference.run(reference.initialize(), 4, executor=pool)
+      expected = reference.run(reference.initialize(), 4, engine=pool)
       survivor = fedbuff()
-      state = survivor.run(survivor.initialize(), 2, executor=pool)
+      state = survivor.run(survivor.initialize(), 2, engine=pool)
       dead_pid = pool.workers[0].pid
       pool.workers[0].stop()
-      state = survivor.run(state, 4, executor=pool)
+      state = survivor.run(state, 4, engine=pool)
       self.assertNotEqual(pool.workers[0].pid, dead_pid)
       self.assertTrue(any('restarted it as' in e for e in pool.events))
       self.assertTrue(any(e.startswith('retrying round 3') for e in pool.events))
@@ -142,16 +142,16 @@ class RecoveryTest(cases.NoWorkerLeftTestCase):
         sim = cases.tiny_fedavg_simulation()
         first_pid = pool.workers[0].pid
         # Baseline 100, 110 after rounds 1 and 2; then 120 is 9 % over: kept.
-        state = sim.run(sim.initialize(), 3, executor=pool)
+        state = sim.run(sim.initialize(), 3, engine=pool)
         self.assertEqual((pool.recycles, pool.workers[0].pid), (0, first_pid))
-        state = sim.run(state, 4, executor=pool)  # 130 is 18 % over 110
+        state = sim.run(state, 4, engine=pool)  # 130 is 18 % over 110
         self.assertEqual(pool.recycles, 1)
         self.assertEqual([r.pid for r in pool.retired], [first_pid])
         self.assertGreater(pool.retired[0].cpu_seconds, 0)
         self.assertNotEqual(pool.workers[0].pid, first_pid)
         self.assertEqual(pool.workers[0].restarts, 0)  # not a failure
         records = []
-        state = sim.run(state, 5, records.append, executor=pool)  # the fresh worker serves
+        state = sim.run(state, 5, records.append, engine=pool)  # the fresh worker serves
         self.assertEqual((state.round_num, records[-1]['completed']), (5, 8))
         self.assertEmpty(pool.events)
 

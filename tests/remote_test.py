@@ -1,4 +1,4 @@
-"""`--execution=remote:...` over `python -m tf_fedscale.worker` on loopback ports."""
+"""`--execution=remote:...` over `python -m tf_fedscale.engine.worker` on loopback ports."""
 
 import os
 import subprocess
@@ -11,12 +11,12 @@ import numpy as np
 import portpicker
 import tensorflow_federated as tff
 
-from tf_fedscale import local_work
-from tf_fedscale import runtime
-from tf_fedscale import simulation
-from tf_fedscale import worker_pool
-from tf_fedscale.tasks import synthetic
 from tests import cases
+from tf_fedscale.engine import runtime
+from tf_fedscale.engine import worker_pool
+from tf_fedscale import local_work
+from tf_fedscale import simulation
+from tf_fedscale.tasks import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASK = synthetic.build(num_clients=30, max_examples=200)
@@ -59,7 +59,7 @@ class RemoteTest(absltest.TestCase):
   def _start_worker(self, *flags, stderr=subprocess.DEVNULL):
     port = portpicker.pick_unused_port()
     server = subprocess.Popen(
-        [sys.executable, '-m', 'tf_fedscale.worker', f'--port={port}', *flags],
+        [sys.executable, '-m', 'tf_fedscale.engine.worker', f'--port={port}', *flags],
         cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr,
         preexec_fn=runtime._die_with_parent)  # pylint: disable=protected-access
     self.servers.append(server)

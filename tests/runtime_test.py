@@ -1,4 +1,4 @@
-"""Tests for tf_fedscale.runtime: managed workers serve TFF and always stop."""
+"""Tests for tf_fedscale.engine.runtime: managed workers serve TFF and always stop."""
 
 import atexit
 import os
@@ -15,8 +15,8 @@ from absl.testing import absltest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import runtime
 from tests import cases
+from tf_fedscale.engine import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +38,7 @@ class RuntimeTest(absltest.TestCase):
     marker = f'tf_fedscale_test_{uuid.uuid4().hex}'
     script = textwrap.dedent("""
         import os, signal
-        from tf_fedscale import runtime
+        from tf_fedscale.engine import runtime
         runtime.install_local_context()
         print('ready', flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -1,13 +1,13 @@
-"""Tests for tf_fedscale.sharded_context: sub-rounds over one or more workers."""
+"""Tests for tf_fedscale.engine.sharded_context: sub-rounds over one or more workers."""
 
 import threading
 
 from absl.testing import absltest
 import numpy as np
 
-from tf_fedscale import sharded_context
-from tf_fedscale import worker_pool
 from tests import cases
+from tf_fedscale.engine import sharded_context
+from tf_fedscale.engine import worker_pool
 
 
 def _train(spec, rounds=1, **kwargs):
@@ -15,7 +15,7 @@ def _train(spec, rounds=1, **kwargs):
   with worker_pool.WorkerPool(spec, **kwargs) as pool:
     sim = cases.tiny_fedavg_simulation(evaluate=True)
     records = []
-    state = sim.run(sim.initialize(), rounds, records.append, executor=pool)
+    state = sim.run(sim.initialize(), rounds, records.append, engine=pool)
     records = records[1:]  # round 0 only evaluates
     subrounds = pool.context.last_subrounds  # of the last evaluation
     weights = sim.model_weights(state.process_state)

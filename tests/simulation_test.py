@@ -12,11 +12,11 @@ from tf_fedscale import accounting
 from tf_fedscale import algorithms
 from tf_fedscale import availability
 from tf_fedscale import checkpoint
+from tf_fedscale.engine import runtime
 from tf_fedscale import evaluation
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics
 from tf_fedscale import population as population_lib
-from tf_fedscale import runtime
 from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.tasks import synthetic
@@ -67,7 +67,7 @@ class RoundRobinSelector(selection.BaseSelector):
     self.observed = int(state['observed'])
 
 
-class FailOnceExecutor:
+class FailOnceEngine:
   """Runs the round named `fail`, throws its result away as if the worker had
   died at its end (the selector having chosen and observed), and calls again."""
 
@@ -223,11 +223,11 @@ class SimulationTest(absltest.TestCase):
     plain, plain_records = build(), []
     expected = plain.run(plain.initialize(), 3, plain_records.append)
     flaky, records = build(), []
-    executor = FailOnceExecutor('round 2')
-    state = flaky.run(flaky.initialize(), 3, records.append, executor=executor)
-    self.assertEqual(executor.calls, ['round 0', 'round 1', 'round 2',
+    engine = FailOnceEngine('round 2')
+    state = flaky.run(flaky.initialize(), 3, records.append, engine=engine)
+    self.assertEqual(engine.calls, ['round 0', 'round 1', 'round 2',
                                       'retry round 2', 'round 3'])
-    self.assertEqual(executor.recycled, ['after round 1', 'after round 2',
+    self.assertEqual(engine.recycled, ['after round 1', 'after round 2',
                                          'after round 3'])
     self.assertEqual(dict(state.selector_state), dict(expected.selector_state))
     self.assertEqual(state.virtual_time_s, expected.virtual_time_s)

@@ -1,11 +1,11 @@
-"""Tests for tf_fedscale.worker_errors: which errors mean a lost worker."""
+"""Tests for tf_fedscale.engine.worker_errors: which errors mean a lost worker."""
 
 from absl.testing import absltest
 import grpc
 import tensorflow_federated as tff
 
-from tf_fedscale import runtime
-from tf_fedscale import worker_errors
+from tf_fedscale.engine import runtime
+from tf_fedscale.engine import worker_errors
 
 
 class _RpcError(grpc.RpcError, grpc.Call):

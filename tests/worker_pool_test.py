@@ -1,4 +1,4 @@
-"""Tests for tf_fedscale.worker_pool: pinning, lifecycle, what is retried."""
+"""Tests for tf_fedscale.engine.worker_pool: pinning, lifecycle, what is retried."""
 
 import os
 
@@ -6,9 +6,9 @@ from absl.testing import absltest
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import placement
-from tf_fedscale import worker_pool
 from tests import cases
+from tf_fedscale.engine import placement
+from tf_fedscale.engine import worker_pool
 
 
 def _environ(pid):
@@ -69,7 +69,7 @@ class WorkerPoolTest(cases.NoWorkerLeftTestCase):
     def add_one(x):
       return x + 1
 
-    with self.assertRaisesRegex(RuntimeError, 'No tf_fedscale worker serves'):
+    with self.assertRaisesRegex(RuntimeError, 'No tf_fedscale engine serves'):
       add_one(1)
 
 if __name__ == '__main__':

@@ -29,7 +29,7 @@ _EXPORTS = {
     'local_work': ('LocalWork',),
     'oort': ('OortSelector',),
     'population': ('DeviceProfiles', 'Population'),
-    'runtime': ('install_local_context', 'local_context', 'stop_all_workers'),
+    'engine.runtime': ('install_local_context', 'local_context', 'stop_all_workers'),
     'selection': ('BaseSelector', 'FastestSelector', 'RoundFeedback', 'Selector',
                   'UniformSelector', 'build_selector', 'register_selector'),
     'simulation': ('RoundResult', 'Simulation', 'SimulationState'),

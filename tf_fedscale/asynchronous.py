@@ -56,7 +56,7 @@ import tensorflow_federated as tff
 from tf_fedscale import accounting
 from tf_fedscale import aggregators
 from tf_fedscale import algorithms
-from tf_fedscale import compositions
+from tf_fedscale.engine import compositions
 from tf_fedscale import evaluation as evaluation_lib
 from tf_fedscale import feedback as feedback_lib
 from tf_fedscale import hooks as hooks_lib

@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import tensorflow_federated as tff
 
-from tf_fedscale import coroutines
-from tf_fedscale import runtime
+from tf_fedscale.engine import coroutines
+from tf_fedscale.engine import runtime
 
 PREFIX = 'round_'
 

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tf_fedscale import algorithms
-from tf_fedscale import compositions
+from tf_fedscale.engine import compositions
 
 
 class FederatedEvaluation:

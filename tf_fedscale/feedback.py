@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import compositions
+from tf_fedscale.engine import compositions
 from tf_fedscale import local_work as local_work_lib
 
 SQ_SUM_METRIC = 'client_loss_sq_sum'

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow_federated as tff
 
 from tf_fedscale import accounting
-from tf_fedscale import coroutines
+from tf_fedscale.engine import coroutines
 
 ROUND_KEY = 'round'
 METRICS_FILE = 'metrics.csv'

@@ -12,8 +12,8 @@ comes from `np.random.default_rng([seed, round_num, draw])`, so the RNG
 position is the round number. Running a round again from the same state,
 e.g. after a worker failure, is calling `run_round` again.
 
-`Driver.run` is the program loop: it calls rounds through an `Executor` (which
-restarts failed workers and calls again), writes each round's record (release
+`Driver.run` is the program loop: it calls rounds through an engine
+(`engine.interface.Engine`, which restarts failed workers and calls again), writes each round's record (release
 managers) and per-client rows (`metrics.ClientLog`), checkpoints the state, and
 `Driver.restore` resumes from the newest checkpoint. Both training modes are
 drivers and share all of this, the selection (`select`), the accountant, the
@@ -34,14 +34,16 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Optional, Protocol, TypeVar
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow_federated as tff
 
 from tf_fedscale import accounting
 from tf_fedscale import checkpoint as checkpoint_lib
-from tf_fedscale import compositions
+from tf_fedscale.engine import compositions
+from tf_fedscale.engine import interface
+from tf_fedscale.engine import runtime
 from tf_fedscale import evaluation as evaluation_lib
 from tf_fedscale import feedback as feedback_lib
 from tf_fedscale import hooks as hooks_lib
@@ -49,10 +51,8 @@ from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import metrics as metrics_lib
 from tf_fedscale import payload
 from tf_fedscale import population as population_lib
-from tf_fedscale import runtime
 from tf_fedscale import selection
 
-T = TypeVar('T')
 RoundCallback = Callable[[dict[str, Any]], None]
 
 
@@ -77,28 +77,6 @@ class RoundResult:
   metrics: dict[str, Any]  # one row of metrics.csv (wall_clock_s: wall_clock.csv)
   client_rows: tuple = ()  # rows of the driver's client log
   feedback: Optional[selection.RoundFeedback] = None  # what the selector saw
-
-
-class Executor(Protocol):
-  """Where rounds run: calls a round, and calls it again after a recoverable
-  failure (`execution.Execution` restarts or drops dead workers)."""
-
-  def call(self, fn: Callable[..., T], *args: Any, description: str) -> T:
-    """`fn(*args)`, retried after worker failures."""
-
-  def recycle_grown_workers(self, when: str) -> Any:
-    """Between rounds: restarts workers whose memory grew (or nothing)."""
-
-
-class InlineExecutor:
-  """Calls rounds in the current TFF context, without retries."""
-
-  def call(self, fn: Callable[..., T], *args: Any, description: str = '') -> T:
-    del description
-    return fn(*args)
-
-  def recycle_grown_workers(self, when: str) -> None:
-    del when
 
 
 def compose_with_client_data(
@@ -277,25 +255,25 @@ class Driver(abc.ABC):
   def run(self, state: SimulationState, rounds: int,
           on_round: Optional[RoundCallback] = None,
           checkpointer: Optional[checkpoint_lib.Checkpointer] = None,
-          executor: Optional[Executor] = None) -> SimulationState:
+          engine: Optional[interface.Engine] = None) -> SimulationState:
     """Runs until `state.round_num == rounds` (round 0 evaluates the start).
 
-    Rounds run through `executor` (retried from the same state after a worker
+    Rounds run through `engine` (retried from the same state after a worker
     failure). With a `checkpointer`, saves whenever it is due and after the
     last round.
     """
-    executor = executor or InlineExecutor()
+    engine = engine or interface.InlineEngine()
     if state.round_num == 0:
-      state, result = executor.call(self.evaluate_initial, state,
+      state, result = engine.call(self.evaluate_initial, state,
                                     description='round 0')
       self.publish(0, result)
       if on_round is not None:
         on_round({'round': 0, **result.metrics})
     while state.round_num < rounds:
       round_num = state.round_num + 1
-      state, result = executor.call(self.run_round, state,
+      state, result = engine.call(self.run_round, state,
                                     description=f'round {round_num}')
-      executor.recycle_grown_workers(f'after round {round_num}')
+      engine.recycle_grown_workers(f'after round {round_num}')
       self.publish(round_num, result)
       if checkpointer is not None and checkpointer.due(round_num, rounds):
         checkpointer.save(round_num, self.checkpoint(state))

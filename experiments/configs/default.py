@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
       trace_seed=0,
       seed=0,
       max_concurrent_clients=-1,
-      # Execution (tf_fedscale/execution.py): auto (inprocess where it can
+      # Execution (tf_fedscale/engine/execution.py): auto (inprocess where it can
       # serve the run, else local), local, workers:N,
       # remote:HOST:PORT,... or inprocess[:N]; worker_devices pins local
       # workers (GPU:0,GPU:1); data_cache_mb bounds inprocess's client data cache.

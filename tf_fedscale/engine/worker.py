@@ -1,9 +1,9 @@
 r"""A TFF worker for `--execution=remote:HOST:PORT,...`, in the foreground.
 
-  python -m tf_fedscale.worker --port=8000
-  python -m tf_fedscale.worker --port=8000 --device=GPU:0 \
+  python -m tf_fedscale.engine.worker --port=8000
+  python -m tf_fedscale.engine.worker --port=8000 --device=GPU:0 \
       --worker_binary=/opt/tff/worker_binary          # a CUDA-enabled build
-  python -m tf_fedscale.worker --port=8000 --device=CPU:0-7
+  python -m tf_fedscale.engine.worker --port=8000 --device=CPU:0-7
 
 Replaces itself (exec) with TFF's C++ executor service, `worker_binary`,
 serving gRPC on `--port` until it is killed (SIGTERM/SIGINT). The pip
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from tf_fedscale import cli
-from tf_fedscale import placement
+from tf_fedscale.engine import placement
 
 _PORT = flags.DEFINE_integer('port', None, 'Port to serve on.', required=True)
 _MAX_CALLS = flags.DEFINE_integer(

@@ -24,11 +24,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import client_data_cache
-from tf_fedscale import compositions
-from tf_fedscale import graph_function
-from tf_fedscale import map_reduce_round
-from tf_fedscale import worker_errors
+from tf_fedscale.engine import client_data_cache
+from tf_fedscale.engine import compositions
+from tf_fedscale.engine import graph_function
+from tf_fedscale.engine import map_reduce_round
+from tf_fedscale.engine import worker_errors
 
 
 class NoMapReduceFormError(ValueError):
@@ -69,7 +69,6 @@ class InProcessContext(tff.framework.SyncContext):
     self._graphs: dict[Any, graph_function.GraphFunction] = {}
     self._rounds: dict[Any, Any] = {}  # comp -> MapReduceRound or the reason not
     self.fallback_reasons: dict[str, str] = {}  # type signature -> why
-    self.last_subrounds = 1  # interface of the worker contexts
 
   def close(self) -> None:
     self._prefetcher.close()

@@ -1,12 +1,13 @@
-"""Composes a process (or a computation) with a dataset computation, remembering the parts.
+"""Composes a process (or a computation) with a dataset computation, carrying the parts.
 
 `tff.simulation.compose_dataset_computation_with_*` makes a process whose
 `next` (or a computation that) takes client ids: the C++ worker then builds
 each client's dataset itself. The in-process engine can do better (build
 datasets in Python once, cache them, prepare the next ones while clients
 train) if it knows which dataset computation and which process `next` (or
-computation) a composed one is made of; `parts_of` tells it. Everything else
-sees TFF's composition unchanged.
+computation) a composed one is made of. So the composed computation is a
+`ComposedComputation`: TFF's composition, unchanged for every other context,
+that carries its parts (`parts_of`) to whichever engine it is called on.
 
 A `ClientSource` says how a client's dataset is made from its decoded
 (cacheable) data: `finish(raw_dataset, arg)`, e.g. the local-work pipeline.
@@ -15,7 +16,6 @@ order on each pass over it (FedProx's, Mime Lite's and q-FFL's two passes),
 which a cached copy of its output would not.
 """
 
-import weakref
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -45,8 +45,16 @@ class ComposedParts:
   source: Optional[ClientSource] = None
 
 
-_PARTS: 'weakref.WeakKeyDictionary[tff.Computation, ComposedParts]' = (
-    weakref.WeakKeyDictionary())
+class ComposedComputation(tff.framework.ConcreteComputation):
+  """TFF's composed computation, carrying the parts it was made of."""
+
+  def __init__(self, composed: tff.framework.ConcreteComputation,
+               parts: ComposedParts):
+    super().__init__(
+        computation_proto=tff.framework.ConcreteComputation.get_proto(composed),
+        context_stack=tff.framework.get_context_stack(),
+        annotated_type=composed.type_signature)
+    self.parts = parts
 
 
 def compose(dataset_computation: tff.framework.ConcreteComputation,
@@ -54,31 +62,31 @@ def compose(dataset_computation: tff.framework.ConcreteComputation,
             source: Optional[ClientSource] = None) -> tff.templates.IterativeProcess:
   """`process` whose `next` takes `dataset_computation`'s arguments per client
   (`source`: how those datasets are made from cacheable decoded data)."""
+  composed = tff.simulation.compose_dataset_computation_with_iterative_process(
+      dataset_computation, process)
+  next_fn = ComposedComputation(
+      composed.next, ComposedParts(dataset_computation, process.next, source))
   if isinstance(process, tff.learning.templates.LearningProcess):
-    composed = tff.simulation.compose_dataset_computation_with_learning_process(
-        dataset_computation, process)
-  else:
-    composed = tff.simulation.compose_dataset_computation_with_iterative_process(
-        dataset_computation, process)
-  _PARTS[composed.next] = ComposedParts(dataset_computation, process.next, source)
-  return composed
+    return tff.learning.templates.LearningProcess(
+        initialize_fn=composed.initialize, next_fn=next_fn,
+        get_model_weights=process.get_model_weights,
+        set_model_weights=process.set_model_weights,
+        get_hparams_fn=process.get_hparams, set_hparams_fn=process.set_hparams)
+  return tff.templates.IterativeProcess(composed.initialize, next_fn)
 
 
 def compose_computation(dataset_computation: tff.framework.ConcreteComputation,
                         comp: tff.Computation,
-                        source: Optional[ClientSource] = None) -> tff.Computation:
+                        source: Optional[ClientSource] = None) -> ComposedComputation:
   """`comp` taking `dataset_computation`'s arguments per client instead of its
   client-placed datasets (`source`: as in `compose`)."""
-  composed = tff.simulation.compose_dataset_computation_with_computation(
-      dataset_computation, comp)
-  _PARTS[composed] = ComposedParts(dataset_computation, comp, source)
-  return composed
+  return ComposedComputation(
+      tff.simulation.compose_dataset_computation_with_computation(
+          dataset_computation, comp),
+      ComposedParts(dataset_computation, comp, source))
 
 
 def parts_of(comp: tff.Computation) -> Optional[ComposedParts]:
-  """The parts of a `next` made by `compose` (or of `compose_computation`'s
-  result), else None."""
-  try:
-    return _PARTS.get(comp)
-  except TypeError:  # not weakly referenceable
-    return None
+  """The parts of a computation made by `compose` or `compose_computation`,
+  else None."""
+  return comp.parts if isinstance(comp, ComposedComputation) else None

@@ -19,14 +19,17 @@ from collections.abc import Callable
 from typing import Optional, TypeVar
 
 from absl import logging
+import attrs
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import client_data_cache
-from tf_fedscale import inprocess_context
-from tf_fedscale import placement
-from tf_fedscale import runtime
-from tf_fedscale import worker_pool
+from tf_fedscale.engine import client_data_cache
+from tf_fedscale.engine import inprocess_context
+from tf_fedscale.engine import interface
+from tf_fedscale.engine import memory_recycling
+from tf_fedscale.engine import placement
+from tf_fedscale.engine import runtime
+from tf_fedscale.engine import worker_pool
 
 T = TypeVar('T')
 LANES_PER_GPU = 2
@@ -89,14 +92,14 @@ def default_lanes_per_device(devices: list[str]) -> int:
 
 
 class InProcessEngine:
-  """Installs the in-process context; the same interface as `WorkerPool`.
+  """Installs the in-process context; an `interface.Engine`.
 
   Use as a context manager. A fallback worker, if one was needed, stops on exit.
   """
 
   def __init__(self, spec: 'placement.ExecutionSpec | str' = 'inprocess',
                max_concurrent_clients: int = -1, data_cache_mb: int = -1,
-               recycle_growth: float = worker_pool.memory_recycling.DEFAULT_RECYCLE_GROWTH,
+               recycle_growth: float = memory_recycling.DEFAULT_RECYCLE_GROWTH,
                strict: bool = True):
     self.spec = placement.parse_execution(spec) if isinstance(spec, str) else spec
     if self.spec.mode != 'inprocess':
@@ -109,7 +112,7 @@ class InProcessEngine:
     self.devices: list[str] = []
     self.context: Optional[inprocess_context.InProcessContext] = None
     self._fallback_pool: Optional[worker_pool.WorkerPool] = None
-    self.events: list[str] = []
+    self._events: list[str] = []
 
   def __enter__(self) -> 'InProcessEngine':
     self.start()
@@ -128,7 +131,7 @@ class InProcessEngine:
     logging.info('execution: %s on %s, %d client(s) at a time per device, data '
                  'cache %d MB.', self.spec, ', '.join(self.devices), lanes,
                  self.data_cache_bytes >> 20)
-    tff.framework.set_default_context(self.context)
+    runtime.install_default_context(self.context)
 
   def stop(self) -> None:
     if self.context is not None:
@@ -139,27 +142,16 @@ class InProcessEngine:
         tff.framework.get_context_stack().current is self.context):
       tff.framework.set_default_context(runtime.NoWorkerContext())
 
-  def _fallback_context(self):
+  def _fallback_context(self) -> tff.framework.SyncContext:
+    """The context of a TFF worker started on first need (not installed: the
+    in-process context stays TFF's default and hands it what it cannot run)."""
     if self._fallback_pool is None:
       self._fallback_pool = worker_pool.WorkerPool(
-          'local', recycle_growth=self.recycle_growth)
+          'local', recycle_growth=self.recycle_growth, install_context=False)
       self._fallback_pool.start()
-      tff.framework.set_default_context(self.context)  # the pool installed its own
-      self.events.append('started a TFF worker for computations without an '
-                         'in-process form')
+      self._events.append('started a TFF worker for computations without an '
+                          'in-process form')
     return self._fallback_pool.context
-
-  @property
-  def workers(self) -> list[runtime.WorkerProcess]:
-    return self._fallback_pool.workers if self._fallback_pool else []
-
-  @property
-  def retired(self) -> list:
-    return self._fallback_pool.retired if self._fallback_pool else []
-
-  @property
-  def recycles(self) -> int:
-    return self._fallback_pool.recycles if self._fallback_pool else 0
 
   def call(self, fn: Callable[..., T], *args, description: str = 'call',
            on_retry: Optional[Callable[[], None]] = None,
@@ -167,16 +159,18 @@ class InProcessEngine:
     """`fn(*args)`; worker failures are recovered when a fallback worker runs."""
     if self._fallback_pool is None:
       return fn(*args)
-    try:
-      return self._fallback_pool.call(fn, *args, description=description,
-                                      on_retry=on_retry, max_attempts=max_attempts)
-    finally:  # recovery reconnects the pool, which installs its own context
-      tff.framework.set_default_context(self.context)
+    return self._fallback_pool.call(fn, *args, description=description,
+                                    on_retry=on_retry, max_attempts=max_attempts)
 
   def recycle_grown_workers(self, when: str = 'between rounds') -> list[str]:
     if self._fallback_pool is None:
       return []
-    restarted = self._fallback_pool.recycle_grown_workers(when)
-    if restarted:
-      tff.framework.set_default_context(self.context)
-    return restarted
+    return self._fallback_pool.recycle_grown_workers(when)
+
+  def stats(self) -> interface.EngineStats:
+    """The fallback worker's, if one runs, with this engine's own events; no
+    sub-rounds (a call is never split here)."""
+    pool = (self._fallback_pool.stats() if self._fallback_pool
+            else interface.EngineStats())
+    return attrs.evolve(pool, events=tuple(self._events) + pool.events,
+                        subrounds=None)

@@ -11,19 +11,17 @@ or config to an engine, refusing the flags that engine does not use; `auto`
 back to a TFF worker, with a logged line, for a process it cannot run.
 """
 
-from typing import Union
-
 from absl import logging
 
-from tf_fedscale import inprocess_engine
-from tf_fedscale import memory_recycling
-from tf_fedscale import placement
-from tf_fedscale import worker_pool
+from tf_fedscale.engine import inprocess_engine
+from tf_fedscale.engine import interface
+from tf_fedscale.engine import memory_recycling
+from tf_fedscale.engine import placement
+from tf_fedscale.engine import worker_pool
 
 DEFAULT_RECYCLE_GROWTH = memory_recycling.DEFAULT_RECYCLE_GROWTH
 validate_flags = placement.validate_flags
-Execution = worker_pool.WorkerPool
-Engine = Union[worker_pool.WorkerPool, inprocess_engine.InProcessEngine]
+Engine = interface.Engine
 
 
 def build(execution: str = 'auto', max_concurrent_clients: int = -1,

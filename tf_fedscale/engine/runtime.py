@@ -58,7 +58,7 @@ class WorkerUnavailableError(RuntimeError):
 
   TFF's contexts retry gRPC UNAVAILABLE forever; the executor factories here
   check the worker before each (re)connection and raise this instead, so the
-  caller (`tf_fedscale.worker_pool`) can restart or drop the worker.
+  caller (`tf_fedscale.engine.worker_pool`) can restart or drop the worker.
   """
 
   def __init__(self, address: str, reason: str):
@@ -196,8 +196,8 @@ class NoWorkerContext(tff.framework.SyncContext):
 
   def invoke(self, comp, arg):
     raise RuntimeError(
-        'No tf_fedscale worker serves TFF computations here; run them inside '
-        '`with execution.Execution(...)` or `runtime.local_context()`.')
+        'No tf_fedscale engine serves TFF computations here; run them inside '
+        '`with execution.build(...)` or `runtime.local_context()`.')
 
 
 def _drop_tff_import_context() -> None:

@@ -6,7 +6,7 @@
   CUDA_VISIBLE_DEVICES) or to a share of the cores (sched_setaffinity); each
   round's cohort is split across them (`sharded_context`).
 - `remote:HOST:PORT,...`: the same over workers started elsewhere with
-  `python -m tf_fedscale.worker --port=P`.
+  `python -m tf_fedscale.engine.worker --port=P`.
 
 Worker failure: a dead or unreachable worker fails the call
 (`runtime.WorkerUnavailableError`, instead of TFF's endless retry of
@@ -23,11 +23,12 @@ from typing import Any, Optional, TypeVar
 from absl import logging
 import tensorflow_federated as tff
 
-from tf_fedscale import memory_recycling
-from tf_fedscale import placement
-from tf_fedscale import runtime
-from tf_fedscale import sharded_context
-from tf_fedscale import worker_errors
+from tf_fedscale.engine import interface
+from tf_fedscale.engine import memory_recycling
+from tf_fedscale.engine import placement
+from tf_fedscale.engine import runtime
+from tf_fedscale.engine import sharded_context
+from tf_fedscale.engine import worker_errors
 
 DEFAULT_MAX_RESTARTS = 3
 
@@ -35,7 +36,8 @@ T = TypeVar('T')
 
 
 class WorkerPool:
-  """Starts (or connects to) the workers and installs the TFF context.
+  """Starts (or connects to) the workers and installs the TFF context; an
+  `interface.Engine`.
 
   Use as a context manager; the workers it started stop on exit (and, as
   with every `runtime.WorkerProcess`, if Python dies).
@@ -48,14 +50,15 @@ class WorkerPool:
                recycle_growth: float = memory_recycling.DEFAULT_RECYCLE_GROWTH,
                max_restarts: int = DEFAULT_MAX_RESTARTS,
                health_timeout_s: float = runtime.HEALTH_TIMEOUT_S,
-               extra_env: Optional[dict[str, str]] = None):
+               extra_env: Optional[dict[str, str]] = None,
+               install_context: bool = True):
     self.spec = placement.parse_execution(spec) if isinstance(spec, str) else spec
     if isinstance(worker_devices, str):
       worker_devices = placement.parse_worker_devices(worker_devices)
     self.worker_devices = tuple(worker_devices)
     if self.spec.mode == 'remote' and self.worker_devices:
       raise ValueError('remote workers are pinned where they are started '
-                       '(python -m tf_fedscale.worker --device=GPU:0 ...), not '
+                       '(python -m tf_fedscale.engine.worker --device=GPU:0 ...), not '
                        'with --worker_devices.')
     self.max_concurrent_clients = max_concurrent_clients
     self.clients_per_subround = clients_per_subround
@@ -76,6 +79,9 @@ class WorkerPool:
     self._connections: list[runtime.Connection] = []
     self._retired: list[tuple[Any, list[runtime.Connection]]] = []
     self.context = None
+    # Whether the pool's context becomes TFF's default (not when it serves
+    # another engine's context as its fallback).
+    self._install_context = install_context
     self._installed = None
     self._exit_hooks = contextlib.ExitStack()  # runtime.exit_hooks while started
     self.events: list[str] = []  # what recovery did, in order
@@ -138,8 +144,9 @@ class WorkerPool:
           for w in self.workers]
     self.context = sharded_context.ShardedContext(self._connections,
                                                   self.clients_per_subround)
-    runtime.install_default_context(self.context)
-    self._installed = self.context
+    if self._install_context:
+      runtime.install_default_context(self.context)
+      self._installed = self.context
 
   def _disconnect(self, close: bool = True) -> None:
     """Drops the current context; `close=False` keeps its channels and loops
@@ -255,6 +262,15 @@ class WorkerPool:
           on_retry()
         self._log('retrying %s (attempt %d) on %d worker(s): %s.', description,
                   attempt, len(self.pool), ', '.join(self.pool))
+
+  def stats(self) -> interface.EngineStats:
+    """The live local workers, those replaced, recycles, recovery events and
+    the latest call's sub-rounds."""
+    return interface.EngineStats(
+        worker_pids=tuple(w.pid for w in self.workers if w.is_alive()),
+        retired=tuple(self.retired), recycles=self.recycles,
+        events=tuple(self.events),
+        subrounds=self.context.last_subrounds if self.context else None)
 
   def recycle_grown_workers(self, when: str = 'between rounds') -> list[str]:
     """Restarts local workers whose memory grew past `recycle_growth`.

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import grpc
 import tensorflow_federated as tff
 
-from tf_fedscale import runtime
+from tf_fedscale.engine import runtime
 
 _TRANSIENT_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
                     grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED)

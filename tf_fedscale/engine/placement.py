@@ -1,7 +1,7 @@
 """`--execution` and `--worker_devices`: parsing and where local workers run.
 
 Pure Python (no TensorFlow import), so flag validation and
-`python -m tf_fedscale.worker` stay fast; `tf_fedscale.worker_pool` builds the
+`python -m tf_fedscale.engine.worker` stay fast; `tf_fedscale.engine.worker_pool` builds the
 contexts.
 """
 
@@ -209,7 +209,7 @@ def validate_flags(execution: str, worker_devices: str, clients_per_subround: in
                              f'--execution={spec}{chosen}.')
   if spec.mode == 'remote' and devices:
     return 'worker_devices', ('remote workers are pinned where they are started '
-                              '(python -m tf_fedscale.worker --device=...); leave '
+                              '(python -m tf_fedscale.engine.worker --device=...); leave '
                               'it empty with --execution=remote:...')
   if devices and len(devices) != spec.num_workers:
     return 'worker_devices', (f'{len(devices)} device(s) for {spec.num_workers} '
@@ -232,5 +232,5 @@ def unreachable_worker(execution: str, timeout_s: float = 5.0) -> Optional[str]:
         pass
     except OSError as e:
       return (f'remote worker {address} is not reachable ({e.strerror or e}); start it '
-              'with python -m tf_fedscale.worker --port=PORT, or fix HOST:PORT.')
+              'with python -m tf_fedscale.engine.worker --port=PORT, or fix HOST:PORT.')
   return None

@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from tensorflow_federated.proto.v0 import computation_pb2
 
-from tf_fedscale import client_data_cache
+from tf_fedscale.engine import client_data_cache
 
 _import_ids = itertools.count()
 SESSION_TOKEN = 'tf_fedscale_in_process'

@@ -24,9 +24,9 @@ from typing import Any
 from absl import logging
 import tensorflow_federated as tff
 
-from tf_fedscale import cohort_bytes
-from tf_fedscale import runtime
-from tf_fedscale import worker_errors
+from tf_fedscale.engine import cohort_bytes
+from tf_fedscale.engine import runtime
+from tf_fedscale.engine import worker_errors
 
 # Auto sub-round size: the C++ worker holds every client's output of a call
 # until it aggregates them (measured: about 3.5x the model per client on the

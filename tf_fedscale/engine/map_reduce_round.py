@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tf_fedscale import graph_function
+from tf_fedscale.engine import graph_function
 
 ClientLeaves = Callable[[], list[Any]]  # a client's flat `work` inputs, when needed
 
