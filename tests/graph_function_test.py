@@ -47,8 +47,8 @@ class GraphFunctionTest(absltest.TestCase):
           dataset.reduce(np.float32(0), lambda a, x: a + x))]):
         return seen.read_value()
 
-    first = graph_function.GraphFunction(count, shared_name_suffix='_a')
-    second = graph_function.GraphFunction(count, shared_name_suffix='_b')
+    first = graph_function.GraphFunction(count)
+    second = graph_function.GraphFunction(count)
     data = tf.data.Dataset.from_tensor_slices([1.0, 2.0])
     variant = graph_function.flat_arguments(count.type_signature.parameter, data)
     self.assertEqual([float(first(*variant)[0]) for _ in range(3)], [3.0] * 3)

@@ -36,6 +36,44 @@ def _one_round(state, values):
           tff.federated_sum(tff.federated_map(_double, values)))
 
 
+@tff.tensorflow.computation(np.float32)
+def _float_total(x):
+  total = tf.Variable(0.0, name='total')
+  with tf.control_dependencies([total.assign_add(x)]):
+    return total.read_value()
+
+
+@tff.tensorflow.computation(np.int32)
+def _int_total(x):
+  total = tf.Variable(0, name='total')  # the same shared name, another dtype
+  with tf.control_dependencies([total.assign_add(x)]):
+    return total.read_value()
+
+
+@tff.tensorflow.computation(tff.SequenceType(np.float32))
+def _sequence_sum(dataset):
+  return dataset.reduce(np.float32(0), lambda a, x: a + x)
+
+
+@tff.federated_computation(tff.FederatedType(np.float32, tff.SERVER),
+                           tff.FederatedType(tff.SequenceType(np.float32), tff.CLIENTS))
+def _sum_of_client_sequences(state, data):
+  return state, tff.federated_sum(tff.federated_map(_sequence_sum, data))
+
+
+@tff.tensorflow.computation(np.int64)
+def _range(n):
+  return tf.data.Dataset.range(n)
+
+
+@tff.tensorflow.computation(tff.TensorType(np.str_, [None]),
+                            tff.TensorType(np.int64, [None]), np.str_)
+def _lookup(keys, values, key):
+  table = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+  return table.lookup(key)
+
+
 class InProcessContextTest(cases.NoWorkerLeftTestCase):
 
   def test_plain_tensorflow_and_map_reduce_rounds_run_here(self):
@@ -44,6 +82,30 @@ class InProcessContextTest(cases.NoWorkerLeftTestCase):
       self.assertEqual(float(_double(1.5)), 3.0)
       state, total = _one_round(np.float32(1.0), [np.float32(v) for v in (1, 2, 3)])
     self.assertEqual((float(state), float(total)), (2.0, 12.0))
+    self.assertEmpty(context.fallback_reasons)
+    context.close()
+
+  def test_tff_code_as_on_tff_contexts(self):
+    """What TFF's own contexts accept, each once a crash or a wrong number here."""
+    context = inprocess_context.InProcessContext(['/device:CPU:0'], lanes_per_device=2)
+    with tff.framework.get_context_stack().install(context):
+      # Variables of one shared name in two computations: each its own, fresh
+      # every call.
+      self.assertEqual(float(_float_total(1.5)), 1.5)
+      self.assertEqual(int(_int_total(2)), 2)
+      self.assertEqual(float(_float_total(1.5)), 1.5)
+      # Client data given as Python lists.
+      self.assertEqual(float(_sequence_sum([1.0, 2.0])), 3.0)
+      state, total = _sum_of_client_sequences(np.float32(1.0), [[1.0, 2.0], [3.0]])
+      self.assertEqual((float(state), float(total)), (1.0, 6.0))
+      self.assertEqual(float(_sequence_sum([])), 0.0)
+      # A computation returning a dataset.
+      result = _range(np.int64(3))
+      self.assertIsInstance(result, tf.data.Dataset)
+      self.assertEqual(list(result.as_numpy_iterator()), [0, 1, 2])
+      # A table initialized from each call's arguments: the call's data.
+      self.assertEqual(int(_lookup(['a', 'b'], [1, 2], 'b')), 2)
+      self.assertEqual(int(_lookup(['a', 'b'], [5, 6], 'b')), 6)
     self.assertEmpty(context.fallback_reasons)
     context.close()
 

@@ -13,11 +13,16 @@ and fast:
   renamed on import;
 - computations that create variables (metric totals, Keras variables) carry an
   init op that must run before every call, or totals leak from one client to
-  the next: it becomes a control input of the nodes it feeds first (not of
-  every node: nodes inside lowered while-loop frames must not get inputs from
-  the root frame);
-- variables have fixed `shared_name`s, so copies called from several threads
-  get a `shared_name_suffix` each;
+  the next: it becomes a control input of every node that takes an input from
+  its ancestry (such a node is in the root frame, or enters a loop frame; a
+  node inside a lowered while-loop frame must not get inputs from the root
+  frame);
+- variables have fixed `shared_name`s, which other computations (or other
+  copies of this one, called from other threads) use too, with other dtypes
+  or shapes: every import gets names of its own;
+- lookup tables keep their contents across calls, so a table initialized from
+  a call's arguments would keep its first data: every table is made anonymous
+  (a new one each call), as on TFF's worker;
 - a node may wait on a parameter placeholder (a `^name` control input, which
   grappler's constant folding leaves, e.g. in FedBuff's secure server step):
   the wait is moved to the fed tensor, or the unfed placeholder would run and
@@ -33,6 +38,7 @@ from typing import Any, Optional
 import tensorflow as tf
 import tensorflow_federated as tff
 from tensorflow_federated.proto.v0 import computation_pb2
+from tensorflow_federated.python.core.impl.utils import tensorflow_utils
 
 from tf_fedscale.engine import client_data_cache
 
@@ -73,16 +79,34 @@ def _run_init_first(graph_def: tf.compat.v1.GraphDef, init_op: str) -> None:
       stack.extend(_node_name(i) for i in nodes[name].input)
   for node in graph_def.node:
     if (node.name not in ancestry and node.op != 'Placeholder'
-        and all(_node_name(i) in ancestry for i in node.input)):
+        and any(_node_name(i) in ancestry for i in node.input)):
       node.input.append('^' + init_op)
 
 
-def _suffix_shared_names(graph_def: tf.compat.v1.GraphDef, suffix: str) -> None:
-  for function in [graph_def, *graph_def.library.function]:
-    nodes = function.node if function is graph_def else function.node_def
-    for node in nodes:
-      if 'shared_name' in node.attr and node.attr['shared_name'].s:
-        node.attr['shared_name'].s += suffix.encode()
+# Table ops and their anonymous forms, which make a new table on every run.
+_ANONYMOUS_TABLE_OPS = {
+    'HashTableV2': 'AnonymousHashTable',
+    'MutableHashTableV2': 'AnonymousMutableHashTable',
+    'MutableHashTableOfTensorsV2': 'AnonymousMutableHashTableOfTensors',
+    'MutableDenseHashTableV2': 'AnonymousMutableDenseHashTable',
+}
+_NAMED_TABLE_ATTRS = ('container', 'shared_name', 'use_node_name_sharing')
+
+
+def _all_nodes(graph_def: tf.compat.v1.GraphDef) -> list:
+  return list(graph_def.node) + [n for f in graph_def.library.function
+                                 for n in f.node_def]
+
+
+def _own_resources(graph_def: tf.compat.v1.GraphDef, suffix: str) -> None:
+  """Tables become anonymous; other shared names get `suffix`."""
+  for node in _all_nodes(graph_def):
+    if node.op in _ANONYMOUS_TABLE_OPS:
+      node.op = _ANONYMOUS_TABLE_OPS[node.op]
+      for attr in _NAMED_TABLE_ATTRS:
+        node.attr.pop(attr, None)
+    elif 'shared_name' in node.attr and node.attr['shared_name'].s:
+      node.attr['shared_name'].s += suffix.encode()
 
 
 def _rename_library_functions(graph_def: tf.compat.v1.GraphDef, tag: str) -> None:
@@ -100,9 +124,7 @@ def _rename_library_functions(graph_def: tf.compat.v1.GraphDef, tag: str) -> Non
         if func.name in renamed:
           func.name = renamed[func.name]
 
-  nodes = list(graph_def.node) + [n for f in graph_def.library.function
-                                  for n in f.node_def]
-  for node in nodes:
+  for node in _all_nodes(graph_def):
     if node.op in renamed:
       node.op = renamed[node.op]
     fix(node.attr)
@@ -136,7 +158,7 @@ class GraphFunction:
   """
 
   def __init__(self, comp: tff.framework.ConcreteComputation,
-               device: Optional[str] = None, shared_name_suffix: str = ''):
+               device: Optional[str] = None):
     proto = tff.framework.ConcreteComputation.get_proto(comp)
     if proto.WhichOneof('computation') != 'tensorflow':
       raise ValueError(f'{comp.type_signature} is not a TensorFlow computation '
@@ -146,9 +168,9 @@ class GraphFunction:
     tensorflow.graph_def.Unpack(graph_def)
     if tensorflow.initialize_op:
       _run_init_first(graph_def, tensorflow.initialize_op)
-    if shared_name_suffix:
-      _suffix_shared_names(graph_def, shared_name_suffix)
-    _rename_library_functions(graph_def, f'tfs{next(_import_ids)}')
+    tag = f'tfs{next(_import_ids)}'
+    _own_resources(graph_def, f'_{tag}')
+    _rename_library_functions(graph_def, tag)
     self.type_signature = comp.type_signature
     self.input_names = binding_tensor_names(tensorflow.parameter)
     output_names = binding_tensor_names(tensorflow.result)
@@ -203,6 +225,18 @@ def dataset_variant(dataset: tf.data.Dataset) -> tf.Tensor:
   return tf.data.experimental.to_variant(client_data_cache.single_pass(dataset))
 
 
+def as_dataset(value: Any, type_spec: tff.SequenceType) -> tf.data.Dataset:
+  """`value` as a dataset: a list of elements, which TFF accepts for a
+  sequence, is made into one as TFF's own serialization does."""
+  if isinstance(value, tf.data.Dataset):
+    return value
+  if isinstance(value, list):
+    return tensorflow_utils.make_data_set_from_elements(None, value,
+                                                        type_spec.element)
+  raise TypeError(f'expected a tf.data.Dataset or a list for {type_spec}, got '
+                  f'{type(value).__name__}.')
+
+
 def flat_arguments(type_spec: Optional[tff.Type], value: Any) -> list[Any]:
   """`value`'s leaves in the order of `type_spec`'s bindings.
 
@@ -220,7 +254,7 @@ def flat_arguments(type_spec: Optional[tff.Type], value: Any) -> list[Any]:
     elif isinstance(t, tff.FederatedType):
       walk(t.member, v)
     elif isinstance(t, tff.SequenceType):
-      leaves.append(dataset_variant(v))
+      leaves.append(dataset_variant(as_dataset(v, t)))
     else:
       leaves.append(v)
 
@@ -230,7 +264,8 @@ def flat_arguments(type_spec: Optional[tff.Type], value: Any) -> list[Any]:
 
 def structured_result(type_spec: tff.Type, leaves: Sequence[Any]) -> Any:
   """The Python value of type `type_spec` (names and containers restored) whose
-  tensor leaves are `leaves`, as numpy."""
+  tensor leaves are `leaves`, as numpy; a sequence is a `tf.data.Dataset`, as
+  TFF's contexts return it."""
   it = iter(leaves)
 
   def build(t: tff.Type) -> Any:
@@ -240,6 +275,9 @@ def structured_result(type_spec: tff.Type, leaves: Sequence[Any]) -> Any:
     if isinstance(t, tff.FederatedType):
       return build(t.member)
     value = next(it)
+    if isinstance(t, tff.SequenceType):
+      return tf.data.experimental.from_variant(
+          value, tff.types.type_to_tf_tensor_specs(t.element))
     return value.numpy() if hasattr(value, 'numpy') else value
 
   return tff.types.type_to_py_container(build(type_spec), type_spec)

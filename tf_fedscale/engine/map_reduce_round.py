@@ -45,10 +45,9 @@ def _add(totals: Optional[list[np.ndarray]], values: Sequence[Any]) -> list[np.n
 class _Lane:
   """A thread's own `work` and `accumulate`, on one device."""
 
-  def __init__(self, form: tff.backends.mapreduce.MapReduceForm, device: str,
-               name: str):
+  def __init__(self, form: tff.backends.mapreduce.MapReduceForm, device: str):
     self.device = device
-    self.work = graph_function.GraphFunction(form.work, device, f'_{name}')
+    self.work = graph_function.GraphFunction(form.work, device)
     self.accumulate = graph_function.GraphFunction(form.accumulate, device)
     self.zero = graph_function.GraphFunction(form.zero, device)
 
@@ -72,9 +71,8 @@ class MapReduceRound:
         graph_function.GraphFunction(c)() for c in (
             form.secure_sum_bitwidth, form.secure_sum_max_input,
             form.secure_modular_sum_modulus)]
-    self._lanes = [_Lane(form, device, f'lane{i}_{j}')
-                   for j in range(lanes_per_device)
-                   for i, device in enumerate(self.devices)]
+    self._lanes = [_Lane(form, device) for _ in range(lanes_per_device)
+                   for device in self.devices]
     self._update_sizes = [num_leaves(t) for t in form.work.type_signature.result]
     self._num_state = num_leaves(form.update.type_signature.result[0])
 
