@@ -37,7 +37,6 @@ population of `--population` clients on the default traces: lines with
 """
 
 import json
-import math
 import os
 import platform
 import statistics
@@ -78,7 +77,7 @@ _WORKLOAD = flags.DEFINE_enum('workload', 'femnist_cnn', WORKLOADS, 'What to run
 _CLIENTS = flags.DEFINE_integer(
     'clients_per_round', None,
     'Clients per round (default 100; population: 1000 kept of '
-    'ceil(overcommit x 1000) selected).')
+    'int(overcommit x 1000) selected).')
 _ROUNDS = flags.DEFINE_integer('rounds', None,
                                'Timed rounds (default 3; population: 50).')
 _WHAT = flags.DEFINE_list('what', list(MEASURES),
@@ -560,7 +559,7 @@ def run_population(num_clients: int, clients_per_round: int, rounds: int,
   population_bytes = pop.nbytes + _ids_nbytes(client_ids)
   base = {'workload': 'population', 'population': num_clients,
           'clients_per_round': clients_per_round,
-          'selected': math.ceil(overcommit * clients_per_round)}
+          'selected': selection.num_invited(clients_per_round, overcommit)}
   emit(dict(base, what='generate_population', seconds=round(generate_s, 3),
             devices_seconds=round(t_devices, 3),
             availability_seconds=round(t_availability, 3),

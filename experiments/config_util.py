@@ -9,12 +9,13 @@ from typing import Any
 
 import ml_collections
 
+from tf_fedscale import algorithms
 from tf_fedscale.engine import placement
 from tf_fedscale.experiments.configs import default as default_config
 from tf_fedscale import lr_schedule
 
 
-ASYNC_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedadagrad')
+ASYNC_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedscale-yogi', 'fedadagrad')
 ASYNC_ONLY = ('max_concurrency', 'buffer_size', 'max_staleness', 'staleness_weighting')
 
 
@@ -190,6 +191,21 @@ def _validate_plugins(config: ml_collections.ConfigDict) -> None:
   _require(config.adaptive_initial_accumulator >= 0, 'adaptive_initial_accumulator',
            f'must be >= 0 (0: adaptive_epsilon squared), got '
            f'{config.adaptive_initial_accumulator}.')
+  if config.algorithm == 'fedscale-yogi':
+    _require(config.adaptive_initial_accumulator in (0, config.adaptive_epsilon),
+             'adaptive_initial_accumulator',
+             'fedscale-yogi starts its accumulator at --adaptive_epsilon (FedScale\'s '
+             f'tau), got {config.adaptive_initial_accumulator}; set it to 0 or '
+             f'{config.adaptive_epsilon}.')
+  _require(0 <= config.client_momentum < 1, 'client_momentum',
+           f'must be in [0, 1), got {config.client_momentum}.')
+  _require(math.isfinite(config.client_weight_decay) and config.client_weight_decay >= 0,
+           'client_weight_decay', f'must be >= 0, got {config.client_weight_decay}.')
+  for key in ('client_momentum', 'client_weight_decay'):
+    if config[key]:
+      _require(config.algorithm in algorithms.CLIENT_SGD_ALGORITHMS, key,
+               f'--algorithm={config.algorithm} has its own client optimizer; '
+               f'set --{key}=0 or use one of {", ".join(algorithms.CLIENT_SGD_ALGORITHMS)}.')
   _require(0 < config.client_lr_decay <= 1, 'client_lr_decay',
            f'must be in (0, 1] (1: no decay), got {config.client_lr_decay}.')
   _require(config.client_lr_decay_rounds >= 1, 'client_lr_decay_rounds',

@@ -100,7 +100,9 @@ def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
         proximal_strength=config.proximal_strength,
         model_aggregator=aggregator.factory, qffl_q=config.qffl_q,
         adaptive_epsilon=config.adaptive_epsilon,
-        initial_accumulator=config.adaptive_initial_accumulator or None))
+        initial_accumulator=config.adaptive_initial_accumulator or None,
+        client_momentum=config.client_momentum,
+        client_weight_decay=config.client_weight_decay))
   hooks = []
   if config.client_lr_decay != 1:
     hooks.append(lr_schedule.ClientLrDecay(

@@ -40,13 +40,13 @@ _HELP = {
     'cache_dir': ('Where converted datasets are cached (empty: $TF_FEDSCALE_CACHE or '
                   '~/.cache/tf_fedscale).'),
     'task_options': 'Task options as key=value,... (see README, Tasks).',
-    'algorithm': ('fedavg, fedprox, fedadam, fedyogi, fedadagrad, fedsgd, mime-lite '
-                  'or qffl.'),
+    'algorithm': ('fedavg, fedprox, fedadam, fedyogi, fedscale-yogi (FedScale\'s Yogi: '
+                  'no bias correction), fedadagrad, fedsgd, mime-lite or qffl.'),
     'selector': ('Participant selector: uniform, oort, fastest, or '
                  'package.module:ClassName of a tf_fedscale Selector subclass.'),
     'rounds': 'Number of rounds.',
     'clients_per_round': 'Updates aggregated per round.',
-    'overcommit': 'Invite ceil(overcommit x clients_per_round) clients.',
+    'overcommit': 'Invite int(overcommit x clients_per_round) clients.',
     'deadline_s': 'Round deadline in virtual seconds (0: none).',
     'start_time_h': ('Virtual clock at round 1, in hours into the availability trace\'s '
                      'week (0: day 0, midnight).'),
@@ -56,6 +56,10 @@ _HELP = {
     'local_epochs': 'Local epochs per client (0: use local_steps).',
     'batch_size': 'Client batch size.',
     'client_lr': 'Client learning rate.',
+    'client_momentum': ('Client SGD momentum, as torch\'s (FedScale\'s tasks: 0.9; '
+                        'fedavg, fedprox and the adaptive algorithms).'),
+    'client_weight_decay': ('Client SGD weight decay: weight_decay x w added to the '
+                            'gradient, as torch\'s (FedScale\'s tasks: 5e-4).'),
     'server_lr': 'Server learning rate.',
     'proximal_strength': 'FedProx mu.',
     'backward_factor': 'Training cost / inference cost per sample.',
@@ -127,7 +131,7 @@ _HELP = {
                                 'were).'),
     'checkpoint_every': 'Checkpoint every k rounds (and after the last).',
     'mode': 'sync (rounds) or async (FedBuff: --rounds counts server steps).',
-    'max_concurrency': 'async: clients training at once (0: ceil(overcommit x '
+    'max_concurrency': 'async: clients training at once (0: int(overcommit x '
                        'clients_per_round)).',
     'buffer_size': 'async: updates per server step (0: clients_per_round).',
     'max_staleness': 'async: drop updates staler than this many server steps.',

@@ -3,7 +3,6 @@
 
 import csv
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Collection
 from typing import Optional
@@ -27,8 +26,10 @@ from tf_fedscale.experiments import plugins as plugins_lib
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
+from tf_fedscale import optimizers
 from tf_fedscale import population as population_lib
 from tf_fedscale import seeding
+from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.tasks import base as task_base
 from tf_fedscale.tasks import registry
@@ -182,20 +183,22 @@ class Experiment:
 def async_optimizers(config: ml_collections.ConfigDict
                      ) -> tuple[tff.learning.optimizers.Optimizer,
                                 tff.learning.optimizers.Optimizer]:
-  """FedBuff's (client, server) optimizers: SGD at --client_lr, and the
-  algorithm's server optimizer."""
-  return (tff.learning.optimizers.build_sgdm(learning_rate=config.client_lr),
+  """FedBuff's (client, server) optimizers: SGD at --client_lr (with
+  --client_momentum and --client_weight_decay), and the algorithm's server
+  optimizer."""
+  return (optimizers.client_sgd(config.client_lr, config.client_momentum,
+                                config.client_weight_decay),
           algorithms.server_optimizer(config.algorithm, config.server_lr,
                                       config.adaptive_epsilon,
                                       config.adaptive_initial_accumulator or None))
 
 
 def async_config(config: ml_collections.ConfigDict) -> asynchronous.AsyncConfig:
-  """FedBuff's knobs; 0 means ceil(overcommit x clients_per_round) concurrent
+  """FedBuff's knobs; 0 means int(overcommit x clients_per_round) concurrent
   clients and a buffer of clients_per_round."""
   return asynchronous.AsyncConfig(
-      max_concurrency=config.max_concurrency or math.ceil(
-          config.overcommit * config.clients_per_round),
+      max_concurrency=config.max_concurrency or selection.num_invited(
+          config.clients_per_round, config.overcommit),
       buffer_size=config.buffer_size or config.clients_per_round,
       max_staleness=config.max_staleness,
       staleness_weighting=config.staleness_weighting)
@@ -218,6 +221,9 @@ def apply_task_defaults(config: ml_collections.ConfigDict,
   algorithm = defaults.get('algorithm', config.algorithm)
   if config.mode == 'async' or algorithm not in lr_schedule.DECAYABLE_ALGORITHMS:
     defaults.pop('client_lr_decay', None)  # they train at a constant rate (README)
+  if algorithm not in algorithms.CLIENT_SGD_ALGORITHMS:  # their own client optimizer
+    defaults.pop('client_momentum', None)
+    defaults.pop('client_weight_decay', None)
   return config_util.apply_overrides(config, defaults)
 
 

@@ -9,13 +9,15 @@ import tensorflow_federated as tff
 from tf_fedscale import algorithms
 from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
+from tf_fedscale import optimizers
 from tf_fedscale import payload
 from tf_fedscale import qffl
 from tf_fedscale import simulation
 from tf_fedscale.tasks import synthetic
 
 CLIENTS = ['0', '3', '5', '8', '11', '14']
-SERVER_LR = {'fedadam': 0.05, 'fedyogi': 0.05, 'fedadagrad': 0.05, 'fedsgd': 0.5}
+SERVER_LR = {'fedadam': 0.05, 'fedyogi': 0.05, 'fedscale-yogi': 0.05, 'fedadagrad': 0.05,
+             'fedsgd': 0.5}
 
 
 def setUpModule():
@@ -129,6 +131,18 @@ class AlgorithmsTest(parameterized.TestCase):
     self.assertEqual(algorithms.payload_bytes('mime-lite', model_fn),
                      (down + trainable, 2 * up))
 
+  def test_client_momentum_and_weight_decay(self):
+    # FedScale's client optimizer (torch SGD, momentum 0.9, weight decay 5e-4);
+    # its steps are checked by hand in optimizers_test.
+    process = algorithms.build_process('fedavg', self.task.model_fn(), 0.1, 1.0,
+                                       client_momentum=0.9, client_weight_decay=5e-4)
+    self.assertIn('momentum', process.get_hparams(process.initialize())['client_work'])
+    weights, _ = self._run(process)
+    self.assertLess(self._loss(weights), np.log(10) - 0.05)
+    with self.assertRaisesRegex(ValueError, 'mime-lite has its own client optimizer'):
+      algorithms.build_process('mime-lite', self.task.model_fn(), 0.1, 1.0,
+                               client_momentum=0.9)
+
   def test_rejects_unknown_and_bad_rates(self):
     with self.assertRaisesRegex(ValueError, "Unknown algorithm 'sgd'"):
       algorithms.build_process('sgd', self.task.model_fn(), 0.1, 1.0)
@@ -161,6 +175,12 @@ class ServerOptimizerTest(absltest.TestCase):
     (w1,) = self._steps(opt, [g.astype(np.float32)])
     # TFF's bias correction sqrt(1 - 0.99^t) / (1 - 0.9^t) is exactly 1 at t = 1.
     np.testing.assert_allclose(w1, fedscale_w1, rtol=1e-5)
+
+  def test_fedscale_yogi_has_one_tau(self):
+    self.assertIsInstance(algorithms.server_optimizer('fedscale-yogi', 3e-3, 1e-8),
+                          optimizers.FedScaleYogi)
+    with self.assertRaisesRegex(ValueError, 'one tau'):
+      algorithms.server_optimizer('fedscale-yogi', 3e-3, 1e-8, 1e-16)
 
   def test_reddi_tau_is_the_default(self):
     # Reddi et al.: tau 1e-3, accumulator tau^2: v_1 = 1e-6 + 0.01 g^2.

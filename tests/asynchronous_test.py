@@ -230,7 +230,7 @@ class AsynchronousTest(absltest.TestCase):
     last_step = steps_selecting[-1]
     self.assertGreater(len(steps_selecting), last_step)  # several calls per step
     expected = 0.9  # FedScale's max(exploration x decay, min), once per step
-    for _ in range(last_step):
+    for _ in range(last_step - 1):  # from step 2 (step 1 is uniform)
       expected = max(expected * 0.98, 0.3)
     self.assertAlmostEqual(selector.exploration, expected, places=12)
 

@@ -26,10 +26,11 @@ def _trace(slots_per_device, period_s=WEEK):
 class AvailabilityTest(absltest.TestCase):
 
   def test_online_at_interval_edges(self):
+    # Closed [start, end], as FedScale's is_active: both edges are online.
     trace = _trace([[(100, 200), (300, 400)]])
-    times = [99, 100, 199, 200, 250, 300, 399, 400]
+    times = [99, 100, 199, 200, 200.5, 250, 300, 399, 400, 400.5]
     got = [bool(trace.is_online([0], t)[0]) for t in times]
-    self.assertEqual(got, [False, True, True, False, False, True, True, False])
+    self.assertEqual(got, [False, True, True, True, False, False, True, True, True, False])
 
   def test_is_periodic(self):
     trace = _trace([[(100, 200)]])
@@ -76,12 +77,13 @@ class AvailabilityTest(absltest.TestCase):
       slots.append(list(zip(edges[::2], edges[1::2])))
     trace = _trace(slots)
     for t in rng.uniform(0, 3 * WEEK, 20):
-      expected = [any(s <= t % WEEK < e for s, e in dev) for dev in slots]
+      expected = [any(s <= t % WEEK <= e for s, e in dev) for dev in slots]
       np.testing.assert_array_equal(trace.is_online(np.arange(50), t), expected)
 
   def test_rejects_slot_ending_before_start(self):
-    with self.assertRaisesRegex(ValueError, 'slot 1 ends at 50 s, not after its start 60'):
+    with self.assertRaisesRegex(ValueError, 'slot 1 ends at 50 s, before its start 60'):
       _trace([[(0, 10), (60, 50)]])
+    _trace([[(0, 10), (60, 60)]])  # a closed slot may be one instant
 
   def test_rejects_overlapping_slots(self):
     with self.assertRaisesRegex(ValueError, 'device 0 overlap'):
@@ -95,7 +97,7 @@ class AvailabilityTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'outside the period'):
       _trace([[(0, 100)]], period_s=50)
     with self.assertRaisesRegex(
-        ValueError, r'slot 2 of device 2 \[40, 60\) lies outside the period \[0, 50\)'):
+        ValueError, r'slot 2 of device 2 \[40, 60\] lies outside the period \[0, 50\)'):
       _trace([[(0, 10)], [], [(20, 30), (40, 60)], [(0, 70)]], period_s=50)
 
 

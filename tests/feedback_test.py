@@ -1,5 +1,7 @@
 """Tests for tf_fedscale.feedback: per-client losses out of the TFF computation."""
 
+import math
+
 import numpy as np
 from absl.testing import absltest
 import tensorflow as tf
@@ -108,8 +110,17 @@ class FeedbackTest(absltest.TestCase):
     sim = simulation.Simulation(
         process, self.task.train_data, pop, selector,
         accounting.LatencyAccountant(pop, clients_per_round=4), self.work, seed=0)
-    state = sim.run(sim.initialize(), rounds=2)
+    records = []
+    state = sim.run(sim.initialize(), rounds=2, on_round=records.append)
     self.assertEqual(state.round_num, 2)
+    # metrics.csv's Oort columns: round 1 is uniform, round 2 Oort's first call.
+    self.assertTrue(math.isnan(records[1]['oort_exploration']))
+    self.assertEqual((records[1]['oort_exploited'], records[1]['oort_explored']), (0, 0))
+    self.assertAlmostEqual(records[2]['oort_exploration'], 0.9 * 0.98)
+    self.assertEqual(records[2]['oort_exploited'], 6 - int(6 * 0.9 * 0.98))
+    self.assertEqual(records[2]['oort_exploited'] + records[2]['oort_explored'], 6)
+    self.assertEqual(records[2]['oort_preferred_duration_s'],
+                     selector.preferred_duration_s)
     fb = selector.feedback
     done = fb.status == accounting.Status.COMPLETED
     self.assertEqual(done.sum(), 4)
@@ -118,7 +129,7 @@ class FeedbackTest(absltest.TestCase):
     rms = np.sqrt(fb.loss_sq_sum[done] / fb.loss_count[done])
     np.testing.assert_allclose(selector.utility[fb.clients[done]],
                                fb.loss_count[done] * rms)
-    # FedScale's Oort counts stragglers' feedback too: 2 rounds x ceil(1.5 x 4) invited.
+    # FedScale's Oort counts stragglers' feedback too: 2 rounds x int(1.5 x 4) invited.
     self.assertEqual(selector.count.sum(), 2 * 6)
 
   def test_plain_process_unchanged_without_loss_selector(self):

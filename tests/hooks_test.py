@@ -94,8 +94,10 @@ class ReviseOutcomeTest(absltest.TestCase):
     keep = np.array([True, False, False, False, False])
     revised = hooks_lib.revise_outcome(self.outcome, keep, self.online_for, 0, 10)
     self.assertAlmostEqual(revised.duration_s, 1.0, places=5)
-    # Client 3 would leave at 2 s, after the close: cut, not dropped.
-    np.testing.assert_array_equal(revised.status, [0, 1, 1, 1, 1])
+    # Client 3 would leave at 2 s, before it finishes: dropped, as the
+    # accountant (and FedScale) rank drop-outs, even though the round closed first.
+    np.testing.assert_array_equal(revised.status, [0, 1, 1, 2, 1])
+    np.testing.assert_allclose(revised.end_s, [1, 1, 1, 1, 1], atol=1e-5)
 
   def test_cannot_keep_a_client_that_leaves(self):
     with self.assertRaisesRegex(ValueError, r'Clients \[3\] cannot finish'):

@@ -115,7 +115,7 @@ class OortScoresTest(absltest.TestCase):
     scores = self.oort.exploitation_scores(5, np.array([0, 1, 2]))
     # Utilities 2, 4, 16: clipped at the 50th percentile (4), min 2 * 0.999.
     low, spread = 2 * 0.999, 16 - 2 * 0.999
-    bonus = math.sqrt(0.1 * math.log(5) / 1)
+    bonus = math.sqrt(0.1 * math.log(4) / 1)  # round 5 is Oort's 4th call
     expected = np.array([(2 - low) / spread + bonus,
                          ((4 - low) / spread + bonus) * (15 / 20) ** 2,
                          ((4 - low) / spread + bonus) * (15 / 30) ** 2])
@@ -137,7 +137,7 @@ class OortScoresTest(absltest.TestCase):
     # Clients 1 and 2 have utility 4; 2 last trained in round 1, 1 in round 9.
     s1, s2 = self.oort.exploitation_scores(10, np.array([1, 2]))
     self.assertGreater(s2, s1)
-    self.assertAlmostEqual(s2 - s1, math.sqrt(0.1 * math.log(10))
+    self.assertAlmostEqual(s2 - s1, math.sqrt(0.1 * math.log(9))
                            * (1 - math.sqrt(1 / 9)))
 
 
@@ -151,26 +151,26 @@ class OortPacerTest(absltest.TestCase):
 
   def test_flat_utility_moves_to_a_later_percentile(self):
     selector = self._oort_with_history(np.full(40, 10.0))
-    selector.pacer(40)
+    selector.pacer(41)  # FedScale's 40th Oort call
     self.assertEqual(selector.round_percentile, 35.0)
-    selector.pacer(41)  # only every pacer_step rounds
+    selector.pacer(42)  # only every pacer_step rounds
     self.assertEqual(selector.round_percentile, 35.0)
 
   def test_changing_utility_keeps_the_percentile(self):
     selector = self._oort_with_history(np.concatenate([np.full(20, 10.0),
                                                        np.full(20, 13.0)]))
-    selector.pacer(40)
+    selector.pacer(41)
     self.assertEqual(selector.round_percentile, 30.0)
 
   def test_sharp_change_moves_to_an_earlier_percentile(self):
     selector = self._oort_with_history(np.concatenate([np.full(20, 1.0),
                                                        np.full(20, 7.0)]))
-    selector.pacer(40)
+    selector.pacer(41)
     self.assertEqual(selector.round_percentile, 25.0)
 
   def test_too_early_does_nothing(self):
     selector = self._oort_with_history(np.full(20, 10.0))
-    selector.pacer(20)
+    selector.pacer(21)
     self.assertEqual(selector.round_percentile, 30.0)
 
   def test_pacer_runs_from_observed_rounds(self):
@@ -183,8 +183,9 @@ class OortPacerTest(absltest.TestCase):
       n = len(picked)
       selector.observe(r, _feedback(r, picked, np.full(n, 5.0),
                                     np.full(n, 4.0), np.full(n, 4.0)))
-    # Round 1 explores; rounds 2-5 exploit clients of equal utility. At round 6
-    # rounds 4-5 matched rounds 2-3 (round 4 had too little history).
+    # Round 1 is uniform (nothing exploited: 0); rounds 2-6 exploit clients of
+    # equal utility. Before round 5 rounds 3-4 doubled rounds 1-2; before
+    # round 7 rounds 5-6 matched rounds 3-4.
     self.assertEqual(selector.round_percentile, 35.0)
     self.assertLen(selector.exploit_utility_history, 4)  # 2 x pacer_step kept
 
@@ -193,14 +194,74 @@ class OortPacerTest(absltest.TestCase):
     selector = oort.OortSelector(3, pacer_step=2, pacer_delta=5.0,
                                  round_percentile=30.0)
     selector.select(1, 0.0, pop, np.random.default_rng(0))
-    # With this round's 0 (nobody trained), rounds 0-1 and 2-3 sum to 10 each:
+    # With this round's 0 (nobody trained), rounds 1-2 and 3-4 sum to 10 each:
     # flat, so the percentile moves on.
     selector.exploit_utility_history = np.array([5.0, 5.0, 10.0])
-    selector.observe(3, _feedback(3, [], np.zeros(0), np.zeros(0), np.zeros(0)))
-    self.assertEqual(selector.round_percentile, 35.0)  # prepared for round 4
+    selector.observe(4, _feedback(4, [], np.zeros(0), np.zeros(0), np.zeros(0)))
+    self.assertEqual(selector.round_percentile, 35.0)  # prepared for round 5
     for draw in range(3):  # e.g. an async server step refilling three times
-      selector.select(4, 0.0, pop, np.random.default_rng(draw))
+      selector.select(5, 0.0, pop, np.random.default_rng(draw))
     self.assertEqual(selector.round_percentile, 35.0)
+
+
+class OortFedScaleTrajectoryTest(absltest.TestCase):
+  """FedScale's run: 300 clients always online, K = 10, over-commit 1.3,
+  70 rounds, each round's 10 fastest invited train and the other 3 straggle.
+  Expected values are FedScale's rules written out here, not the selector's
+  code: round 1 uniform; Oort's c-th call in round c + 1; e decayed once per
+  call before use; n - int(n e) exploited; the pacer on calls 40, 60."""
+
+  ROUNDS, K, INVITED = 70, 10, 13
+
+  def setUp(self):
+    super().setUp()
+    self.pop = _population(np.full(300, 100))
+    self.duration_s = 10.0 + np.arange(300)  # distinct: known percentiles
+    selector = oort.OortSelector(self.K, overcommit=1.3)
+    selector.bind(lambda c: self.duration_s[np.asarray(c)])
+    self.metrics, self.unexplored = {}, {}
+    rng = np.random.default_rng(0)
+    for r in range(1, self.ROUNDS + 1):
+      self.unexplored[r] = int(np.sum(selector.count == 0))
+      picked = selector.select(r, 0.0, self.pop, rng)
+      self.assertLen(picked, self.INVITED)
+      order = np.argsort(self.duration_s[picked], kind='stable')
+      status = np.zeros(self.INVITED, np.int8)
+      status[order[self.K:]] = accounting.Status.STRAGGLER
+      n = self.INVITED
+      # Equal losses: every utility is 100 (flat, so the pacer moves on).
+      selector.observe(r, _feedback(r, picked, self.duration_s[picked],
+                                    np.full(n, 100.0), np.full(n, 100.0), status,
+                                    self.pop.num_examples[picked]))
+      self.metrics[r] = selector.round_metrics()
+
+  def test_round_one_is_uniform(self):
+    first = self.metrics[1]
+    self.assertTrue(math.isnan(first['oort_exploration']))
+    self.assertTrue(math.isnan(first['oort_preferred_duration_s']))
+    self.assertEqual((first['oort_exploited'], first['oort_explored']), (0, 0))
+
+  def test_exploration_and_exploitation_lengths(self):
+    for r in range(2, self.ROUNDS + 1):
+      e = 0.9
+      for _ in range(r - 1):  # one decay per Oort call, before it is used
+        e = max(e * 0.98, 0.3)
+      got = self.metrics[r]
+      self.assertAlmostEqual(got['oort_exploration'], e, places=12, msg=r)
+      self.assertEqual(got['oort_exploited'], self.INVITED - int(self.INVITED * e), msg=r)
+      self.assertEqual(got['oort_explored'],
+                       min(int(self.INVITED * e), self.unexplored[r]), msg=r)
+    self.assertAlmostEqual(self.metrics[2]['oort_exploration'], 0.882)
+    self.assertAlmostEqual(self.metrics[41]['oort_exploration'], 0.40113, places=5)
+    self.assertEqual(self.metrics[41]['oort_exploited'], 8)
+    self.assertEqual(self.metrics[70]['oort_exploited'], 10)  # 0.3 floor: 13 - 3
+
+  def test_the_pacer_first_moves_in_round_41_then_61(self):
+    # T = sorted durations[int(300 p / 100)]: 30 -> 35 -> 40th percentile.
+    expected = {r: 10.0 + (90 if r <= 40 else 105 if r <= 60 else 120)
+                for r in range(2, self.ROUNDS + 1)}
+    got = {r: self.metrics[r]['oort_preferred_duration_s'] for r in expected}
+    self.assertEqual(got, expected)
 
 
 class OortSelectTest(absltest.TestCase):
@@ -209,15 +270,16 @@ class OortSelectTest(absltest.TestCase):
     pop = _population(np.full(10, 10))
     selector = oort.OortSelector(2, exploration=0.9, exploration_decay=0.5,
                                  exploration_min=0.3)
-    selector.select(1, 0.0, pop, np.random.default_rng(0))
-    self.assertAlmostEqual(selector.exploration, 0.45)
     selector.select(2, 0.0, pop, np.random.default_rng(0))
+    self.assertAlmostEqual(selector.exploration, 0.45)
+    selector.select(3, 0.0, pop, np.random.default_rng(0))
     self.assertAlmostEqual(selector.exploration, 0.3)
 
   def test_exploration_is_a_function_of_the_round(self):
     # FedScale's update, exploration = max(exploration x decay, min), applied
-    # once per round by hand: the selector's value for round 7 is the same
-    # however many times rounds 1-7 selected (async steps select repeatedly).
+    # once per Oort call (rounds 2-7) by hand: the selector's value for round 7
+    # is the same however many times rounds 1-7 selected (async steps select
+    # repeatedly).
     pop = _population(np.full(10, 10))
     selector = oort.OortSelector(2, exploration=0.9, exploration_decay=0.98,
                                  exploration_min=0.3)
@@ -225,7 +287,7 @@ class OortSelectTest(absltest.TestCase):
       for draw in range(round_num):  # 1, 2, ... 7 calls
         selector.select(round_num, 0.0, pop, np.random.default_rng(draw))
     expected = 0.9
-    for _ in range(7):
+    for _ in range(6):
       expected = max(expected * 0.98, 0.3)
     self.assertAlmostEqual(selector.exploration, expected, places=12)
     self.assertAlmostEqual(selector.exploration_at(100), 0.3)
@@ -239,7 +301,7 @@ class OortSelectTest(absltest.TestCase):
       selector = oort.OortSelector(1, exploration=1.0, round_percentile=50.0)
       selector.bind(lambda c: np.where(np.asarray(c) == 1, 1000.0, 1.0),
                     lambda c: pop.num_examples[c])  # epochs: trains on all its data
-      (picked,) = selector.select(1, 0.0, pop, np.random.default_rng(seed))
+      (picked,) = selector.select(2, 0.0, pop, np.random.default_rng(seed))
       counts[picked] += 1
     # Client 1 is penalized (1/1000)^2; client 0 dominates the small ones.
     self.assertGreater(counts[0], 200)
@@ -265,12 +327,12 @@ class OortSelectTest(absltest.TestCase):
     state = selector.get_state()
     counts = np.zeros(100)
     for seed in range(200):
-      selector.set_state(state)  # round 2 again, with another random stream
-      picked = selector.select(2, 0.0, pop, np.random.default_rng(seed))
+      selector.set_state(state)  # round 3 again, with another random stream
+      picked = selector.select(3, 0.0, pop, np.random.default_rng(seed))
       self.assertLen(np.unique(picked), 5)
       np.testing.assert_array_equal(np.sort(picked), selector.last_exploited)
       counts[picked] += 1
-    # Scores ~1 + b vs ~0 + b with staleness bonus b = sqrt(0.1 ln 2): the
+    # Scores ~1 + b vs ~0 + b with staleness bonus b = sqrt(0.1 ln(3 - 1)): the
     # high-utility clients are picked about 4.8x as often as the others.
     ratio = counts[:20].mean() / counts[20:].mean()
     self.assertBetween(ratio, 3.5, 6.5)

@@ -100,7 +100,7 @@ class TaskDefaultsTest(absltest.TestCase):
     speech = setup.apply_task_defaults(
         config_util.apply_overrides(base, {'task': 'google_speech'}), {'task'})
     self.assertEqual((speech.algorithm, speech.server_lr, speech.local_steps),
-                     ('fedyogi', 3e-3, 30))
+                     ('fedscale-yogi', 3e-3, 30))
     # Setting either amount of local work keeps the task's pair out.
     epochs = setup.apply_task_defaults(
         config_util.apply_overrides(base, {'local_epochs': 2, 'local_steps': 0}),
@@ -126,6 +126,20 @@ class TaskDefaultsTest(absltest.TestCase):
     self.assertEqual(resolved(task='femnist', mode='async').client_lr_decay, 1.0)
     self.assertEqual(resolved(task='femnist', algorithm='fedprox').client_lr_decay, 1.0)
     self.assertEqual(resolved(task='femnist').client_lr_decay, 0.98)
+
+  def test_fedscale_tasks_train_clients_with_its_sgd(self):
+    # torch_client.py: SGD, momentum 0.9, weight decay 5e-4; its nlp tasks use
+    # Adam instead, so reddit keeps plain SGD (README); TFF's tasks too.
+    base = default_config.get_config()
+    resolved = lambda **kv: setup.apply_task_defaults(
+        config_util.apply_overrides(base, kv), set(kv))
+    client_sgd = lambda c: (c.client_momentum, c.client_weight_decay)
+    for task in ('femnist', 'google_speech', 'openimage', 'amazon'):
+      self.assertEqual(client_sgd(resolved(task=task)), (0.9, 5e-4), task)
+    for task in ('reddit', 'cifar100', 'synthetic'):
+      self.assertEqual(client_sgd(resolved(task=task)), (0.0, 0.0), task)
+    # Algorithms with their own client optimizer do not inherit it.
+    self.assertEqual(client_sgd(resolved(task='femnist', algorithm='mime-lite')), (0.0, 0.0))
 
   def test_run_applies_defaults_under_flags(self):
     from tf_fedscale.experiments import run  # pylint: disable=g-import-not-at-top

@@ -67,20 +67,22 @@ class FedScaleTest(absltest.TestCase):
     def online(device, t):
       return bool(trace.is_online([device], t)[0])
 
-    # Closed [100, 199] -> [100, 200): edges of whole seconds.
+    # Closed [100, 199] stays closed, as FedScale's is_active: 199.5 is offline.
     self.assertEqual([online(0, t) for t in (99, 100, 199, 199.5, 200, 299, 300, 399, 400)],
-                     [False, True, True, True, False, False, True, True, False])
+                     [False, True, True, False, False, False, True, True, False])
     # t % finish_time: the next period repeats the slots.
     self.assertTrue(online(0, 1000 + 150))
     self.assertFalse(online(0, 1000 + 250))
-    # Device b: [900, 999] runs to the period's end and [0, 50] opens the next one.
-    self.assertTrue(online(1, 999.9))
+    # Device b: [900, 999] and [0, 50] leave (999, 1000) offline, as FedScale's
+    # 999.9 % 1000 > 999: no stretch across the wrap.
+    self.assertTrue(online(1, 999))
+    self.assertFalse(online(1, 999.9))
     self.assertTrue(online(1, 1000))
-    self.assertEqual(trace.online_until_s([1], 950.0)[0], 1051.0)
+    self.assertEqual(trace.online_until_s([1], 950.0)[0], 999.0)
     # Device c: unsorted, overlapping intervals are sorted and merged.
     lo, hi = trace.slot_offsets[2], trace.slot_offsets[3]
     np.testing.assert_array_equal(trace.slot_start_s[lo:hi], [100, 500])
-    np.testing.assert_array_equal(trace.slot_end_s[lo:hi], [251, 601])
+    np.testing.assert_array_equal(trace.slot_end_s[lo:hi], [250, 600])
 
   def test_behave_rows_follow_file_order_for_modulo(self):
     trace = loader.load_availability(self._pickle('behave', BEHAVE))

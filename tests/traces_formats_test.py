@@ -212,7 +212,7 @@ class BadInputTest(parameterized.TestCase):
                      slot_end_s=np.array([20, 40], np.int32),
                      period_s=np.array([100, 100], np.int32))
     self.assertTraceError(loader.load_availability, path,
-                          'slot 1 ends at 40 s, not after its start 50 s')
+                          'slot 1 ends at 40 s, before its start 50 s')
 
   def test_overlapping_slots(self):
     path = self._write('a.csv', '# tf_fedscale availability trace v1\n'

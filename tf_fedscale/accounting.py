@@ -1,14 +1,19 @@
 """Latency accounting: how long each invited client takes, who finishes, the clock.
 
-Per client: download_s = bytes_down x 8 / 1000 / download_kbps, compute_s =
-samples x ms_per_sample x backward_factor / 1000, upload_s likewise with the
-upload bandwidth. A client drops out if its availability slot ends before it
-finishes. Of the rest the first `clients_per_round` to finish are kept (and
-any finishing after `deadline_s`, when set, are cut): the others are
+Per client: download_s = bytes_down x 8 / 1024 / download_kbps (1 kbit =
+1024 bits, as FedScale's aggregator sizes the model: bytes / 1024 x 8),
+compute_s = samples x ms_per_sample x backward_factor / 1000, upload_s likewise
+with the upload bandwidth. A client drops out if its availability slot ends
+before it finishes. Of the rest the first `clients_per_round` to finish are
+kept (and any finishing after `deadline_s`, when set, are cut): the others are
 stragglers and their updates are never used. The round lasts until the last
-kept client finishes (or until the deadline, if it cut anyone). The
-accountant holds no clock: a round is timed from the `start_time_s` it is
-given, and the caller's state advances by the round's duration.
+kept client finishes, also when fewer than `clients_per_round` can finish
+(FedScale's `tictak_client_tasks` removes drop-outs first), or until the
+deadline if a client was still running then. A round in which nobody can
+finish lasts until the last drop-out leaves (FedScale fails on an empty
+list there). The accountant holds no clock: a round is timed from the
+`start_time_s` it is given, and the caller's state advances by the round's
+duration.
 """
 
 import dataclasses
@@ -18,6 +23,8 @@ from typing import Optional
 import numpy as np
 
 from tf_fedscale import population as population_lib
+
+BITS_PER_KBIT = 1024  # FedScale's aggregator: model kbit = bytes / 1024 x 8
 
 
 class Status(enum.IntEnum):
@@ -80,10 +87,10 @@ class LatencyAccountant:
     pop = self.population
     clients = np.asarray(clients, np.int64)
     samples = np.asarray(samples, np.int64)
-    download_s = bytes_down * 8e-3 / pop.download_kbps(clients).astype(np.float64)
+    download_s = bytes_down * 8 / BITS_PER_KBIT / pop.download_kbps(clients).astype(np.float64)
     compute_s = (samples * pop.compute_ms_per_sample(clients).astype(np.float64)
                  * self.backward_factor * 1e-3)
-    upload_s = bytes_up * 8e-3 / pop.upload_kbps(clients).astype(np.float64)
+    upload_s = bytes_up * 8 / BITS_PER_KBIT / pop.upload_kbps(clients).astype(np.float64)
     return download_s, compute_s, upload_s
 
   def account(self, round_num: int, clients: np.ndarray, samples: np.ndarray,
@@ -109,20 +116,24 @@ class LatencyAccountant:
     kept = np.zeros(len(clients), bool)
     kept[kept_idx] = True
 
+    last_s = float(leave_s.max()) if len(clients) else 0.0
     if self.clients_per_round is not None and len(kept_idx) == self.clients_per_round:
       close_s = float(finish_s[kept_idx].max())
-    else:  # short of the target: wait for everyone, up to the deadline
-      close_s = float(leave_s.max()) if len(clients) else 0.0
-      if self.deadline_s is not None:
-        close_s = min(close_s, float(self.deadline_s))
+    elif self.deadline_s is not None and last_s > self.deadline_s:
+      close_s = float(self.deadline_s)  # someone was still running: it was cut
+    elif len(kept_idx):  # short of the target: the last finisher, as FedScale
+      close_s = float(finish_s[kept_idx].max())
+    else:
+      close_s = last_s
 
-    dropped = ~kept & (online_for_s < finish_s) & (online_for_s <= close_s)
+    # Drop-outs are never stragglers (FedScale removes them before ranking).
+    dropped = ~kept & (online_for_s < finish_s)
     cut_status = (Status.MISSED_DEADLINE if close_s == self.deadline_s
                   else Status.STRAGGLER)
     status = np.full(len(clients), cut_status, np.int8)
     status[kept] = Status.COMPLETED
     status[dropped] = Status.DROPPED_OFFLINE
-    end_s = np.where(kept | dropped, leave_s, close_s)
+    end_s = np.where(kept, leave_s, np.minimum(leave_s, close_s))
 
     bytes_down_moved = np.round(
         bytes_down * _fraction_done(end_s, download_s)).astype(np.int64)

@@ -4,12 +4,16 @@
 |---|---|---|
 | `fedavg` | `build_weighted_fed_avg`, SGD client and server (McMahan et al. 2017) | server lr 1.0 |
 | `fedprox` | `build_weighted_fed_prox` (Li et al. 2020) | mu = 0.01 unless set |
-| `fedadam`, `fedyogi`, `fedadagrad` | `build_weighted_fed_avg` with an adaptive server optimizer (Reddi et al. 2021, "Adaptive Federated Optimization") | beta1 0.9, beta2 0.99, tau (epsilon) 1e-3, initial accumulator tau^2; FedScale's tasks: `FEDSCALE_YOGI_TAU` (1e-8) for both, as FedScale's `yogi.py` |
+| `fedadam`, `fedyogi`, `fedadagrad` | `build_weighted_fed_avg` with an adaptive server optimizer (Reddi et al. 2021, "Adaptive Federated Optimization") | beta1 0.9, beta2 0.99, tau (epsilon) 1e-3, initial accumulator tau^2 |
+| `fedscale-yogi` | `build_weighted_fed_avg` with FedScale's server Yogi (`tf_fedscale.optimizers.FedScaleYogi`: no bias correction) | beta1 0.9, beta2 0.99, tau 1e-3 unless set (FedScale's tasks: `FEDSCALE_YOGI_TAU`, 1e-8, for the initial accumulator and the denominator, as its `yogi.py`) |
 | `fedsgd` | `build_fed_sgd`: one gradient of the local data per client | server SGD |
 | `mime-lite` | `build_weighted_mime_lite` (Karimireddy et al. 2021, "Breaking the centralized barrier") | base optimizer SGD with momentum 0.9 at the client lr; server SGD |
 | `qffl` | q-FedAvg from TFF templates (`tf_fedscale.qffl`; Li et al. 2020, "Fair Resource Allocation in Federated Learning") | q = 1 |
 
-Every builder takes the update aggregator (`tf_fedscale.aggregators`); the
+Clients of `fedavg`, `fedprox` and the adaptive ones train with torch's SGD
+(`tf_fedscale.optimizers.client_sgd`): plain SGD unless `client_momentum` or
+`client_weight_decay` is set (FedScale's tasks: 0.9 and 5e-4). Every builder
+takes the update aggregator (`tf_fedscale.aggregators`); the
 per-client metrics of any model wrapped by `tf_fedscale.feedback` flow through
 each of them. The tff.learning builders iterate client data with an iterator
 loop (`LOOP`, TFF's `DATASET_ITERATOR`) on every engine: TFF's default
@@ -25,11 +29,15 @@ from typing import Optional, Union
 
 import tensorflow_federated as tff
 
+from tf_fedscale import optimizers
 from tf_fedscale import payload
 from tf_fedscale import qffl
 
-ALGORITHMS = ('fedavg', 'fedprox', 'fedadam', 'fedyogi', 'fedadagrad', 'fedsgd',
-              'mime-lite', 'qffl')
+ALGORITHMS = ('fedavg', 'fedprox', 'fedadam', 'fedyogi', 'fedscale-yogi', 'fedadagrad',
+              'fedsgd', 'mime-lite', 'qffl')
+# Algorithms whose clients train with `optimizers.client_sgd` (momentum, decay).
+CLIENT_SGD_ALGORITHMS = ('fedavg', 'fedprox', 'fedadam', 'fedyogi', 'fedscale-yogi',
+                         'fedadagrad')
 ADAPTIVE_EPSILON = 1e-3  # Reddi et al.'s tau
 # FedScale's `--yogi_tau` (config_parser.py, yogi.py): its denominator epsilon
 # and the accumulator's initial value, with which its 3e-3 server rate is tuned.
@@ -46,10 +54,16 @@ def server_optimizer(name: str, server_lr: float,
   """The server optimizer algorithm `name` applies its aggregated update with.
 
   Adaptive optimizers use `adaptive_epsilon` in the denominator and start
-  their accumulator at `initial_accumulator` (default epsilon^2, Reddi et al.).
+  their accumulator at `initial_accumulator` (default epsilon^2, Reddi et al.;
+  `fedscale-yogi`: epsilon, the only value it takes, as FedScale's tau).
   """
   if not adaptive_epsilon > 0:
     raise ValueError(f'adaptive_epsilon must be positive, got {adaptive_epsilon}.')
+  if name == 'fedscale-yogi':
+    if initial_accumulator not in (None, adaptive_epsilon):
+      raise ValueError('fedscale-yogi uses one tau for the initial accumulator and the '
+                       f'denominator; got {initial_accumulator} and {adaptive_epsilon}.')
+    return optimizers.FedScaleYogi(server_lr, adaptive_epsilon, beta_2=ADAPTIVE_BETA_2)
   if initial_accumulator is None:
     initial_accumulator = adaptive_epsilon ** 2
   if name == 'fedadam':
@@ -76,6 +90,8 @@ def build_process(
     qffl_q: float = qffl.DEFAULT_Q,
     adaptive_epsilon: float = ADAPTIVE_EPSILON,
     initial_accumulator: Optional[float] = None,
+    client_momentum: float = 0.0,
+    client_weight_decay: float = 0.0,
 ) -> tff.learning.templates.LearningProcess:
   """A `LearningProcess` for algorithm `name` (a process is passed through)."""
   if isinstance(name, tff.templates.IterativeProcess):
@@ -85,6 +101,9 @@ def build_process(
   for flag, value in (('client_lr', client_lr), ('server_lr', server_lr)):
     if not value > 0:
       raise ValueError(f'{flag} must be positive, got {value}.')
+  if (client_momentum or client_weight_decay) and name not in CLIENT_SGD_ALGORITHMS:
+    raise ValueError(f'{name} has its own client optimizer: client_momentum and '
+                     f'client_weight_decay apply to {CLIENT_SGD_ALGORITHMS} only.')
   server = server_optimizer(name, server_lr, adaptive_epsilon, initial_accumulator)
   if name == 'fedsgd':
     return tff.learning.algorithms.build_fed_sgd(
@@ -102,7 +121,8 @@ def build_process(
         model_aggregator=model_aggregator,
         full_gradient_aggregator=model_aggregator,
         loop_implementation=LOOP)
-  client_optimizer = tff.learning.optimizers.build_sgdm(learning_rate=client_lr)
+  client_optimizer = optimizers.client_sgd(client_lr, client_momentum,
+                                           client_weight_decay)
   if name == 'fedprox':
     return tff.learning.algorithms.build_weighted_fed_prox(
         model_fn, proximal_strength=proximal_strength,

@@ -393,6 +393,7 @@ class AsyncSimulation(simulation.Driver):
     feedback = self._feedback(step, state.virtual_time_s, now_s, handled)
     self.selector.observe(step, feedback)
     record = self._record(step, state.virtual_time_s, now_s, started, handled, applied)
+    record.update(selection.round_metrics(self.selector))
     self.evaluate(record, step, process_state)
     self.hooks.on_round_end(step, record, feedback)
     record['wall_clock_s'] = time.perf_counter() - wall_start

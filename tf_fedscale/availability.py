@@ -3,7 +3,8 @@
 Device `r` owns slots `slot_offsets[r]:slot_offsets[r+1]` of `slot_start_s` and
 `slot_end_s`, sorted and non-overlapping, in seconds within its period
 (`period_s[r]`, a week in FedScale's trace). A device is online at virtual time
-`t` iff `slot_start <= t mod period < slot_end` for one of its slots. Storing
+`t` iff `slot_start <= t mod period <= slot_end` for one of its slots (closed,
+as FedScale's `ClientMetadata.is_active`, with the same float modulo). Storing
 slots in CSR form keeps millions of devices in a few arrays, and every query
 is a vectorized bisection over the queried devices only.
 """
@@ -23,7 +24,7 @@ class AvailabilityTrace:
 
   slot_offsets: np.ndarray  # int64 [num_devices + 1]
   slot_start_s: np.ndarray  # int32 [num_slots], seconds within the period
-  slot_end_s: np.ndarray  # int32 [num_slots], exclusive
+  slot_end_s: np.ndarray  # int32 [num_slots], inclusive
   period_s: np.ndarray  # int32 [num_devices]
   always_online: bool = False
   _online_s: Optional[np.ndarray] = dataclasses.field(
@@ -74,7 +75,7 @@ class AvailabilityTrace:
     slot = left - 1
     has_slot = slot >= lo
     safe = np.where(has_slot, slot, 0)
-    inside = has_slot & (phase < self.slot_end_s[safe])
+    inside = has_slot & (phase <= self.slot_end_s[safe])
     return np.where(inside, slot, NO_SLOT)
 
   def is_online(self, devices: np.ndarray, time_s: float) -> np.ndarray:
@@ -146,9 +147,9 @@ def validate(trace: AvailabilityTrace, source: Optional[str] = None) -> None:
     raise ValueError(f'{where}device {bad[0]} has period {trace.period_s[bad[0]]} s; '
                      'periods must be positive.')
   starts, ends = trace.slot_start_s, trace.slot_end_s
-  bad = np.flatnonzero(ends <= starts)
+  bad = np.flatnonzero(ends < starts)
   if bad.size:
-    raise ValueError(f'{where}slot {bad[0]} ends at {ends[bad[0]]} s, not after its '
+    raise ValueError(f'{where}slot {bad[0]} ends at {ends[bad[0]]} s, before its '
                      f'start {starts[bad[0]]} s.')
   if starts.size:
     # Per-device checks without a per-slot owner array (tens of millions of
@@ -166,7 +167,7 @@ def validate(trace: AvailabilityTrace, source: Optional[str] = None) -> None:
       slot = min(outside)
       device = owner_of(slot)
       raise ValueError(f'{where}slot {slot} of device {device} '
-                       f'[{starts[slot]}, {ends[slot]}) lies outside the period '
+                       f'[{starts[slot]}, {ends[slot]}] lies outside the period '
                        f'[0, {trace.period_s[device]}).')
     starts_device = np.zeros(len(starts), bool)
     starts_device[first_slot] = True

@@ -176,9 +176,10 @@ def revise_outcome(outcome: accounting.RoundOutcome, keep: np.ndarray,
   `online_for_s` is how long each client stays online from the round start.
   Kept clients must be able to finish (before leaving and before the deadline).
   The round closes when the last kept client finishes (if none is kept, at the
-  accountant's original close); the others are dropped if they left before the
-  close, else cut as stragglers (or as missing the deadline when they could
-  not have met it). Downloads are charged as far as they got; uploads for
+  accountant's original close); the others are dropped if they would leave
+  before finishing (as the accountant, and FedScale, rank drop-outs never as
+  stragglers), else cut as stragglers (or as missing the deadline when they
+  could not have met it). Downloads are charged as far as they got; uploads for
   every client that finished by the close (a rejected finisher did upload).
   """
   keep = np.asarray(keep, bool)
@@ -193,13 +194,13 @@ def revise_outcome(outcome: accounting.RoundOutcome, keep: np.ndarray,
     raise ValueError(f'Clients {bad.tolist()} cannot finish this round (they go '
                      'offline or miss the deadline first); they cannot be kept.')
   close_s = float(finish_s[keep].max()) if keep.any() else outcome.duration_s
-  dropped = ~keep & (online_for_s < finish_s) & (online_for_s <= close_s)
+  dropped = ~keep & (online_for_s < finish_s)
   status = np.full(len(keep), accounting.Status.STRAGGLER, np.int8)
   if deadline_s is not None:
     status[finish_s > deadline_s] = accounting.Status.MISSED_DEADLINE
   status[dropped] = accounting.Status.DROPPED_OFFLINE
   status[keep] = accounting.Status.COMPLETED
-  end_s = np.where(dropped, online_for_s, np.minimum(finish_s, close_s))
+  end_s = np.minimum(np.where(dropped, online_for_s, finish_s), close_s)
   bytes_down_moved = np.round(
       bytes_down * accounting._fraction_done(end_s, outcome.download_s)  # pylint: disable=protected-access
   ).astype(np.int64)

@@ -23,7 +23,7 @@ import tensorflow_federated as tff
 # Algorithms (tf_fedscale.algorithms) whose TFF 0.87 process exposes the client
 # optimizer's learning rate in its hparams; FedProx, Mime Lite, FedSGD and
 # q-FFL do not, so they train at a constant client rate.
-DECAYABLE_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedadagrad')
+DECAYABLE_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedscale-yogi', 'fedadagrad')
 
 
 def decayed_lr(round_num: int, initial_lr: float, decay_factor: float,

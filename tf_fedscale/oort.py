@@ -19,19 +19,25 @@ unexplored instead). Selection for round t, among the clients online now
 
 - exploitation score of an explored client: its utility clipped at the
   `clip_bound` quantile and min-max normalized over the online explored
-  clients' positive utilities, plus a
-  staleness bonus sqrt(0.1 ln t / L_i) (L_i: the last round it trained), times
-  (T / d_i)^alpha when its duration d_i exceeds the preferred round duration T;
+  clients' positive utilities, plus a staleness bonus sqrt(0.1 ln(t - 1) / L_i)
+  (t - 1: FedScale's count of Oort calls, `cur_time`; L_i: the last round it
+  trained), times (T / d_i)^alpha when its duration d_i exceeds the preferred
+  round duration T;
 - T is the `round_percentile`-th percentile of every client's duration
   (observed download + compute + upload for clients already invited, the
   simulation's trace-based estimate otherwise);
-- the pacer: every `pacer_step` rounds, if the exploited utility of the last
-  `pacer_step` rounds changed by at most 10% against the `pacer_step` before,
-  T moves to a later percentile (+`pacer_delta`); if it changed by 5x or more,
-  back to an earlier one;
-- a share `exploration` of the slots (0.9, decaying x0.98 per round to 0.3:
-  max(0.9 x 0.98^t, 0.3) in round t, or after server step t in async mode)
-  explores: unexplored online clients are sampled by the examples they would
+- the pacer: before round t with t - 1 >= 2 x `pacer_step` and a multiple of
+  `pacer_step` (FedScale's `training_round` counts Oort calls: rounds 41, 61,
+  81, ... by default), if the exploited utility of the last `pacer_step`
+  rounds changed by at most 10% against the `pacer_step` before, T moves to a
+  later percentile (+`pacer_delta`); if it changed by 5x or more, back to an
+  earlier one;
+- round 1 (server step 1 in async mode) selects uniformly at random, as
+  FedScale's `client_manager.py` does before it first calls Oort;
+- of the n = `num_candidates` slots, int(n x e) explore and n - int(n x e)
+  exploit (FedScale's lengths), e = max(0.9 x 0.98^(t-1), 0.3) in round
+  t >= 2 (FedScale decays once per call, before use: 0.882 in round 2). The
+  explored slots sample unexplored online clients by the examples they would
   train on (their data size under epochs, min(size, steps x batch) in
   effect under steps, as FedScale registers them), penalized by the same
   (T / d)^alpha on their estimated duration; the rest exploits: the
@@ -55,10 +61,19 @@ each client's data size (from `RoundFeedback.num_examples`). So millions of
 clients cost tens of bytes each; a round costs O(online clients) numpy work,
 plus one duration estimate of the whole population for the percentile.
 
+After `observe`, `round_metrics` gives the round's metrics.csv columns:
+`oort_exploration` (e), `oort_exploited` and `oort_explored` (clients drawn by
+exploitation and by exploration; when the unexplored online clients run out,
+the slots left are filled with the next best scores, counted in neither;
+FedScale instead re-sends its previous call's exploration picks) and
+`oort_preferred_duration_s` (T); e and T are empty in round 1.
+
 Once per round, whatever the mode: the exploration share is a function of the
 round (the server step in async mode) and the pacer moves in `observe`, which
 the drivers call once per round / server step, while `select` may be called
-several times in an async step. FedScale decays in every call instead
+several times in an async step. FedScale counts Oort calls instead: in sync
+mode one per round from round 2, except a round with at most n clients online
+(it invites them all without calling Oort). It decays in every call
 (`thirdparty/oort/oort.py`: `getTopK` multiplies `exploration` by the decay
 factor and `select_participant` advances `training_round` by one per call), and
 its async aggregator (`fedscale/cloud/aggregation/async_aggregator.py`,
@@ -129,8 +144,10 @@ class OortSelector(selection.BaseSelector):
     # Within a round only (from select to observe; empty in every state).
     self.last_exploited = np.zeros(0, np.int64)
     # Derived by select from the state and the round, kept to be looked at.
-    self.exploration = float(exploration)
-    self.preferred_duration_s = math.inf
+    self.exploration = math.nan
+    self.preferred_duration_s = math.nan
+    self._drawn = np.zeros(2, np.int64)  # (exploited, explored) this round
+    self.last_metrics: dict[str, float] = {}
 
   # -- state -------------------------------------------------------------------
 
@@ -159,12 +176,18 @@ class OortSelector(selection.BaseSelector):
     for name, dtype in self._ARRAYS:
       setattr(self, name, np.array(state[name], dtype).reshape(-1))
     self.last_exploited = np.zeros(0, np.int64)
+    self._drawn = np.zeros(2, np.int64)
 
   def exploration_at(self, round_num: int) -> float:
-    """The exploration share of round (or server step) `round_num`:
-    max(exploration x decay^round_num, exploration_min)."""
-    return max(self.initial_exploration * self.exploration_decay ** round_num,
+    """The exploration share of round (or server step) `round_num` >= 2:
+    max(exploration x decay^(round_num - 1), exploration_min), FedScale's value
+    at its (round_num - 1)-th Oort call."""
+    return max(self.initial_exploration * self.exploration_decay ** (round_num - 1),
                self.exploration_min)
+
+  def round_metrics(self) -> dict[str, float]:
+    """The metrics.csv columns of the round `observe` last ended."""
+    return dict(self.last_metrics)
 
   @property
   def explored(self) -> np.ndarray:
@@ -215,14 +238,22 @@ class OortSelector(selection.BaseSelector):
         self.exploit_utility_history,
         float(self.utility[ok].sum()) / (len(ok) + _TINY))[-2 * self.pacer_step:]
     self.last_exploited = np.zeros(0, np.int64)
+    self.last_metrics = {
+        'oort_exploration': self.exploration,
+        'oort_exploited': int(self._drawn[0]),
+        'oort_explored': int(self._drawn[1]),
+        'oort_preferred_duration_s': self.preferred_duration_s}
+    self._drawn = np.zeros(2, np.int64)
     self.pacer(round_num + 1)
 
   def pacer(self, round_num: int) -> None:
     """Moves the preferred-duration percentile for round `round_num` when the
-    exploited utility stalls (`observe` runs it at the end of the round before)."""
+    exploited utility stalls (`observe` runs it at the end of the round before).
+    FedScale's counter is the Oort call, round_num - 1."""
     step = self.pacer_step
     history = self.exploit_utility_history
-    if round_num < 2 * step or round_num % step != 0 or len(history) < 2 * step:
+    calls = round_num - 1
+    if calls < 2 * step or calls % step != 0 or len(history) < 2 * step:
       return
     previous = float(history[-2 * step:-step].sum())
     current = float(history[-step:].sum())
@@ -289,7 +320,7 @@ class OortSelector(selection.BaseSelector):
     else:
       clip_value, low, spread = 0.0, 0.0, _TINY
     score = (np.minimum(utility, clip_value) - low) / spread
-    score = score + np.sqrt(0.1 * math.log(max(round_num, 1))
+    score = score + np.sqrt(0.1 * math.log(max(round_num - 1, 1))
                             / np.maximum(self.last_round[clients], 1))
     score = score * self.duration_penalty(self.durations(clients))
     return np.abs(score)
@@ -313,13 +344,16 @@ class OortSelector(selection.BaseSelector):
       online = np.setdiff1d(online, banned, assume_unique=True)
     if not len(online):  # the simulation idles and asks again: change nothing
       return online
+    if round_num <= 1:  # FedScale's first round, before any Oort call
+      self.exploration = self.preferred_duration_s = math.nan
+      return rng.permutation(online)[:k]
     self.update_preferred_duration()
     self.exploration = self.exploration_at(round_num)
     explored = online[self.explored[online]]
     unexplored = online[~self.explored[online]]
 
     # Exploitation.
-    exploit_len = min(int(k * (1.0 - self.exploration)), len(explored))
+    exploit_len = min(k - int(k * self.exploration), len(explored))
     exploited = np.zeros(0, np.int64)
     scores = self.exploitation_scores(round_num, explored)
     order = np.argsort(-scores, kind='stable')
@@ -347,6 +381,7 @@ class OortSelector(selection.BaseSelector):
       picked = np.concatenate([picked, rest[:k - len(picked)]])
     # Every call's picks count (async mode selects several times per step).
     self.last_exploited = np.union1d(self.last_exploited, exploited)
+    self._drawn += (len(exploited), len(explored_picks))
     return picked
 
 

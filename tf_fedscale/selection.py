@@ -80,6 +80,12 @@ class RoundFeedback(accounting.RoundOutcome):
     return self.download_s + self.compute_s + self.upload_s
 
 
+def num_invited(clients_per_round: int, overcommit: float) -> int:
+  """int(overcommit x clients_per_round), as FedScale's aggregator (the float
+  product rounded to 9 decimals first, so 1.15 x 100 invites 115, not 114)."""
+  return math.floor(round(overcommit * clients_per_round, 9))
+
+
 @runtime_checkable
 class Selector(Protocol):
   """What the driver needs of a participant selector (a typed protocol).
@@ -148,8 +154,7 @@ class BaseSelector(abc.ABC):
 
   @property
   def num_candidates(self) -> int:
-    """ceil(overcommit x clients_per_round)."""
-    return math.ceil(round(self.overcommit * self.clients_per_round, 9))
+    return num_invited(self.clients_per_round, self.overcommit)
 
   @abc.abstractmethod
   def select(self, round_num: int, virtual_time_s: float,
@@ -170,6 +175,13 @@ class BaseSelector(abc.ABC):
 
   def set_state(self, state: dict[str, Any]) -> None:
     del state
+
+
+def round_metrics(selector: Selector) -> dict[str, Any]:
+  """The columns `selector` adds to the metrics.csv row of the round it last
+  observed: what its optional `round_metrics()` returns, else none."""
+  method = getattr(selector, 'round_metrics', None)
+  return {} if method is None else dict(method())
 
 
 def check_selector(selector: Any) -> Selector:

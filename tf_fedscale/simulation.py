@@ -414,6 +414,7 @@ class Simulation(Driver):
     self.selector.observe(round_num, feedback)
 
     record = self._record(end_s, outcome, train)
+    record.update(selection.round_metrics(self.selector))
     self.evaluate(record, round_num, process_state)
     self.hooks.on_round_end(round_num, record, feedback)
     record['wall_clock_s'] = time.perf_counter() - wall_start

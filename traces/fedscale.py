@@ -20,8 +20,12 @@ the file's order.
 'finish_time': s, ...}}, online at t iff active[i] <= t % finish_time <=
 inactive[i]. Rows keep the file's order (FedScale's `keys[k % N]`), the period
 of a device is its finish_time, and each closed interval [a, b] of whole
-seconds becomes the half-open slot [a, b + 1), cut at finish_time (t %
-finish_time never reaches it); overlapping intervals are merged.
+seconds stays the closed slot [a, b], cut at finish_time (t % finish_time never
+reaches it); overlapping or touching intervals are merged. FedScale's
+`is_active` walks a per-client pointer that moves at most one interval per
+check; here every slot is checked, so the answers agree whenever FedScale's
+pointer is on the interval holding t (a check after a jump over a whole
+interval can differ).
 """
 
 import logging
@@ -174,7 +178,7 @@ def availability_from_behave(data, path: str) -> availability_lib.AvailabilityTr
         continue
       device.append(row)
       start.append(int(a))
-      end.append(min(int(b) + 1, int(p)))
+      end.append(min(int(b), int(p)))
   if dropped:
     logging.warning('%s: %d intervals start at or after their finish_time and can never '
                     'be online; they were left out.', path, dropped)

@@ -7,12 +7,13 @@ Device trace
   CSV  line 1 `# tf_fedscale device trace v1`, line 2 the header
        `device,compute_ms_per_sample,download_kbps,upload_kbps`, then one row per
        device, numbered 0, 1, 2, ... in order. Inference ms per sample and kbps
-       (1000 bit/s) as decimal numbers (`inf` allowed), written as the shortest
+       (kbit/s, 1 kbit = 1024 bits as FedScale) as decimal numbers (`inf` allowed), written as the shortest
        text that reads back to the same float32.
   NPZ  `format` = 'tf_fedscale.devices', `version` = 1, and float32 [n] arrays
        `compute_ms_per_sample`, `download_kbps`, `upload_kbps`.
-Availability trace (device d is online at time t iff start <= t mod period < end
-for one of its slots; slots sorted, disjoint, within [0, period])
+Availability trace (device d is online at time t iff start <= t mod period <= end
+for one of its slots, closed as FedScale's; slots sorted, disjoint, within
+[0, period])
   CSV  line 1 `# tf_fedscale availability trace v1`, line 2 the header
        `device,period_s,start_s,end_s`, then one row per slot in whole seconds,
        devices 0, 1, 2, ... in order; a device without slots has one row with

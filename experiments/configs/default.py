@@ -32,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
       batch_size=10,
       client_lr=0.05,
       server_lr=1.0,
+      client_momentum=0.0,
+      client_weight_decay=0.0,
       proximal_strength=0.01,
       backward_factor=3.0,
       client_mapping='random',
