@@ -20,10 +20,10 @@ per-client loss reporting Oort needs (`feedback.py`), the `local_work` and
 `on_round_end` hooks, evaluation, checkpoints, retries and the files.
 
 Aggregation is the run's `aggregators.Aggregator`: its TFF factory aggregates
-the buffered updates (so clipping, zeroing, DP noise, secure sum and
+the buffered updates (so clipping, zeroing, secure sum and
 compression work as in synchronous rounds), weighted by examples times the
-staleness weight; an unweighted aggregator (DP) gets each update scaled by
-its staleness weight instead. Client training and the server step are TFF
+staleness weight; an unweighted aggregator gets each update scaled by its
+staleness weight instead. Client training and the server step are TFF
 computations built from `tff.learning` (`build_model_delta_client_work`,
 `build_apply_optimizer_finalizer`) in the shape that has a MapReduceForm
 (`client_training`, called with one client, and `server_step`, with the
@@ -36,7 +36,9 @@ with staleness 0, and the result is synchronous FedAvg's.
 Not supported here, refused when the driver is built: hooks that start a
 round (`on_round_start`: there is no round, and the server state is not a TFF
 process state) or choose a cohort's finishers (`on_client_completion`: updates
-arrive one by one), and a round deadline.
+arrive one by one), a round deadline, and DP aggregation (the buffer holds
+whichever updates arrive first, which no sampling event describes, so no
+epsilon would bound the run; `tf_fedscale.privacy`).
 """
 
 import collections
@@ -274,6 +276,11 @@ class AsyncSimulation(simulation.Driver):
     if accountant.deadline_s is not None:
       raise ValueError(f'asynchronous training has no rounds to cut: the accountant '
                        f'has deadline_s={accountant.deadline_s}; build it without one.')
+    if aggregator is not None and aggregator.is_private:
+      raise ValueError(
+          f'asynchronous training cannot run the DP aggregator {aggregator.name!r}: '
+          'the buffer holds whichever updates arrive first, which no sampling event '
+          'describes, so no epsilon would bound the run.')
     self.config = config
     self.aggregator = aggregator or aggregators.build_aggregator('mean')
     self.computations = build_computations(model_fn, client_optimizer,
