@@ -30,7 +30,7 @@ accountant, so compression really shortens rounds. Quantized values are
 bit-packed by tensor_encoding 28 bits per int32 word, which the size counts.
 
 Epsilon (`tf_fedscale.privacy`): client-level (epsilon, delta)-DP of the run
-so far, composed round by round from the sampling rate each round really used
+so far, composed round by round from the draw each round really made
 (for adaptive clipping, TFF's `noise_multiplier` is already the effective
 total one).
 """
