@@ -258,7 +258,7 @@ class AsynchronousTest(absltest.TestCase):
     agg = aggregators.build_aggregator('dp', clients_per_round=2, noise_multiplier=1.0)
     with self.assertRaisesRegex(ValueError, "cannot run the DP aggregator 'dp'"):
       self._async(cases.always_online_population(self.task, np.full(20, 5.0)),
-                  selection.UniformSelector(2), asynchronous.AsyncConfig(2, 2),
+                  selection.UniformSelector(2), asynchronous.AsyncConfig(2, 2, 1),
                   aggregator=agg)
 
   def test_refuses_what_it_cannot_do(self):
@@ -288,10 +288,10 @@ class AsynchronousTest(absltest.TestCase):
 
   def test_every_aggregator_runs_server_steps(self):
     pop = cases.always_online_population(self.task, np.full(20, 5.0))
-    for name in aggregators.AGGREGATORS:
+    for name in [n for n in aggregators.AGGREGATORS if n != 'dp']:  # test_dp_is_refused
       with self.subTest(name):
         agg = aggregators.build_aggregator(name, clients_per_round=2,
-                                           adaptive_clipping=True, noise_multiplier=0.1)
+                                           adaptive_clipping=True)
         sim = self._async(pop, selection.UniformSelector(2),
                           asynchronous.AsyncConfig(2, 2, 1), aggregator=agg)
         start = sim.initialize()

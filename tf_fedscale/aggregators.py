@@ -225,7 +225,6 @@ class Aggregator:
   factory: tff.aggregators.WeightedAggregationFactory
   encoder_fn: Optional[EncoderFn] = None  # compression: what clients send
   noise_multiplier: Optional[float] = None  # DP
-  weighted: bool = True  # False: client weights are ignored (DP)
 
   @property
   def is_private(self) -> bool:
@@ -325,7 +324,7 @@ def build_aggregator(
                dp_noise.gaussian_fixed(noise_multiplier, clients_per_round, clip_norm,
                                        seed))
     return Aggregator(name, tff.aggregators.as_weighted_aggregator(factory),
-                      noise_multiplier=noise_multiplier, weighted=False)
+                      noise_multiplier=noise_multiplier)
   if name == 'secure':
     # TFF's own configuration: the bound on each (weighted) coordinate adapts to
     # 2x the 0.95 quantile, estimated with secure sums too.

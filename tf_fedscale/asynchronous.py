@@ -22,8 +22,7 @@ per-client loss reporting Oort needs (`feedback.py`), the `local_work` and
 Aggregation is the run's `aggregators.Aggregator`: its TFF factory aggregates
 the buffered updates (so clipping, zeroing, secure sum and
 compression work as in synchronous rounds), weighted by examples times the
-staleness weight; an unweighted aggregator gets each update scaled by its
-staleness weight instead. Client training and the server step are TFF
+staleness weight. Client training and the server step are TFF
 computations built from `tff.learning` (`build_model_delta_client_work`,
 `build_apply_optimizer_finalizer`) in the shape that has a MapReduceForm
 (`client_training`, called with one client, and `server_step`, with the
@@ -474,13 +473,8 @@ class AsyncSimulation(simulation.Driver):
     """Aggregates the buffered updates with the aggregator and applies them
     (`server_step`, one call)."""
     scale = [staleness_weight(s, self.config.staleness_weighting) for _, s in applied]
-    if self.aggregator.weighted:
-      updates = [job.update for job, _ in applied]
-      weights = [np.float32(job.weight * w) for (job, _), w in zip(applied, scale)]
-    else:  # the aggregator ignores weights: scale the updates themselves
-      updates = [[(u * w).astype(u.dtype) for u in job.update]
-                 for (job, _), w in zip(applied, scale)]
-      weights = [np.float32(1.0)] * len(applied)
+    updates = [job.update for job, _ in applied]
+    weights = [np.float32(job.weight * w) for (job, _), w in zip(applied, scale)]
     new_state, _ = self.computations.server_step(
         collections.OrderedDict(aggregator=process_state['aggregator_state'],
                                 finalizer=process_state['finalizer_state'],

@@ -58,7 +58,7 @@ from tf_fedscale import selection
 RDP_ORDERS = list(rdp_privacy_accountant.DEFAULT_RDP_ORDERS)  # dp-accounting's own
 NEIGHBORING_RELATION = dp_accounting.NeighboringRelation.REPLACE_ONE
 DP_SAMPLING = ('fixed',)
-# Per-round training metrics a DP run does not write (blank in metrics.csv).
+# Per-round training metrics a DP run does not release (nan in metrics.csv).
 UNNOISED_KEYS = ('train_loss', 'train_accuracy')
 
 
