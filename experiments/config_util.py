@@ -229,6 +229,10 @@ def _validate_plugins(config: ml_collections.ConfigDict) -> None:
              f'dp is not supported with --algorithm={config.algorithm} (q-FFL needs '
              'weighted aggregation; Mime Lite would release a second, unaccounted '
              'full gradient).')
+    _require(config.mode == 'sync', 'aggregator',
+             'dp is not supported with --mode=async: FedBuff aggregates whichever '
+             'updates arrive first, which no sampling event describes, so no epsilon '
+             'would bound the run; use --mode=sync.')
 
 
 # Where the run executes may change on resume (results then agree up to float

@@ -87,7 +87,7 @@ def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
       clip_quantile=config.clip_quantile, zeroing_norm=config.zeroing_norm,
       noise_multiplier=config.noise_multiplier,
       quantization_bits=config.quantization_bits,
-      sparsify_fraction=config.sparsify_fraction)
+      sparsify_fraction=config.sparsify_fraction, seed=config.seed)
   model_fn = task.model_fn()
   if selector.needs_client_loss:
     model_fn = feedback.loss_reporting_model_fn(
@@ -109,9 +109,8 @@ def build_plugins(config: ml_collections.ConfigDict, task: task_base.Task,
         process, config.client_lr, config.client_lr_decay,
         config.client_lr_decay_rounds, config.min_client_lr))
   if aggregator.is_private:
-    hooks.append(privacy.PrivacyReport(
-        config.noise_multiplier, cohort, population, config.dp_delta,
-        selector.samples_uniformly))
+    hooks.append(privacy.PrivacyReport(config.noise_multiplier, selector, population,
+                                       config.dp_delta))
   return Plugins(
       process=process, model_fn=model_fn, selector=selector, aggregator=aggregator,
       payload_bytes=algorithms.payload_bytes(config.algorithm, task.model_fn(),

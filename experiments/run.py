@@ -97,14 +97,17 @@ _HELP = {
                       'across rounds (-1: a quarter of the machine\'s memory; 0: '
                       'none).'),
     'tensorboard': 'Also write TensorBoard scalars.',
-    'aggregator': ('Update aggregation: mean, clipping, zeroing, dp, secure, quantize '
-                   'or topk.'),
+    'aggregator': ('Update aggregation: mean, clipping, zeroing, dp, secure, quantize, '
+                   'topk or randk.'),
     'clip_norm': 'L2 clipping norm (clipping, dp), or its initial value if adaptive.',
     'adaptive_clipping': 'Adapt the clipping norm to --clip_quantile of update norms.',
     'clip_quantile': 'Target quantile of update norms for adaptive clipping.',
     'zeroing_norm': 'Zero updates with a larger L2 norm (0: adaptive).',
     'noise_multiplier': 'DP Gaussian noise stddev / clipping norm (--aggregator=dp).',
     'dp_delta': 'Delta of the (epsilon, delta) reported per round with --aggregator=dp.',
+    'dp_sampling': ('How --aggregator=dp runs are sampled and accounted: fixed (the '
+                    'invited clients drawn without replacement from those online, '
+                    'REPLACE_ONE; see README, Aggregators).'),
     'quantization_bits': 'Bits per value with --aggregator=quantize.',
     'sparsify_fraction': ('Share of entries each client uploads with --aggregator=topk '
                           'or randk.'),

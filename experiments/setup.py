@@ -28,6 +28,7 @@ from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
 from tf_fedscale import optimizers
 from tf_fedscale import population as population_lib
+from tf_fedscale import privacy
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
@@ -47,6 +48,7 @@ def choices() -> dict[str, tuple[str, ...]]:
       'client_mapping': population_lib.MAPPINGS,
       'mode': ('sync', 'async'),
       'staleness_weighting': asynchronous.STALENESS_WEIGHTINGS,
+      'dp_sampling': privacy.DP_SAMPLING,
   }
 
 
@@ -256,6 +258,12 @@ def first_round_time_s(population: population_lib.Population,
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Validates `config` and builds task and population; raises UsageError."""
   config_util.validate(config, choices())
+  if config.aggregator == 'dp':
+    try:
+      privacy.check_selector(plugins_lib.build_selector(config))
+    except ValueError as e:
+      raise config_util.UsageError(f'--selector: {config.selector} with --aggregator=dp: '
+                                   f'{e}') from e
   try:
     task = registry.build_task(
         config.task, config.data_dir, config.seed, model=config.model,

@@ -16,6 +16,7 @@ from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import payload
 from tf_fedscale import population as population_lib
+from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.tasks import synthetic
@@ -55,6 +56,66 @@ class PrivacyTest(absltest.TestCase):
     small = np.array([0, 0.5, 0, 0], np.float32)
     result = _aggregate(agg.factory, [big, small], [100.0, 1.0])
     np.testing.assert_allclose(result, [0.5, 0.25, 0, 0], atol=1e-6)  # (clip + small) / 2
+
+
+class SeededDrawsTest(absltest.TestCase):
+  """Every draw comes from the run seed: the same seed draws the same values."""
+
+  def _dp_results(self, seed, adaptive, rounds=2):
+    # 40 expected clients: TFF's adaptive clipping needs z < 2 x 0.05 x 40.
+    agg = aggregators.build_aggregator('dp', clients_per_round=40, noise_multiplier=1.0,
+                                       adaptive_clipping=adaptive, seed=seed)
+    process = agg.factory.create(tff.TensorType(np.float32, [500]),
+                                 tff.TensorType(np.float32))
+    state, results = process.initialize(), []
+    for _ in range(rounds):
+      output = process.next(state, [np.zeros(500, np.float32)] * 2, [1.0, 1.0])
+      state = output.state
+      results.append(np.asarray(output.result))
+    return results
+
+  def test_dp_noise_replays_from_the_seed_and_differs_per_round(self):
+    for adaptive in (False, True):
+      first, second = self._dp_results(0, adaptive)
+      again = self._dp_results(0, adaptive)
+      np.testing.assert_array_equal(again[0], first)
+      np.testing.assert_array_equal(again[1], second)
+      self.assertLess(abs(np.corrcoef(first, second)[0, 1]), 0.2)
+      other = self._dp_results(1, adaptive, rounds=1)[0]
+      self.assertLess(abs(np.corrcoef(first, other)[0, 1]), 0.2)
+
+  def test_quantization_rounding_replays_from_the_seed_and_is_unbiased(self):
+    x = tf.random.stateless_uniform([1000], [1, 2])
+    spec = tf.TensorSpec(x.shape, x.dtype)
+
+    def decoded(seed, value=x):
+      encoder = te.encoders.as_simple_encoder(
+          aggregators.quantization_encoder(2, seeding.stream_key(seed, 'quantize')), spec)
+      return encoder.decode(encoder.encode(value, encoder.initial_state())[0]).numpy()
+
+    first = decoded(0)
+    np.testing.assert_array_equal(decoded(0), first)
+    self.assertFalse(np.array_equal(decoded(1), first))
+    self.assertFalse(np.array_equal(decoded(0, x[::-1])[::-1], first))
+    # 2 bits: 4 levels over [min, max]; each entry rounds to a neighbouring
+    # level, up with probability equal to its fractional part.
+    step = (float(tf.reduce_max(x)) - float(tf.reduce_min(x))) / 3
+    self.assertLessEqual(float(np.max(np.abs(first - x.numpy()))), step * (1 + 1e-5))
+    mean = np.mean([decoded(seed) for seed in range(200)], axis=0)
+    self.assertLess(float(np.max(np.abs(mean - x.numpy()))), 0.4 * step)
+
+  def test_random_k_draws_from_the_seed(self):
+    x = tf.reshape(tf.range(1.0, 101.0), [10, 10])
+    spec = tf.TensorSpec(x.shape, x.dtype)
+
+    def kept(seed):
+      encoder = te.encoders.as_simple_encoder(aggregators.sparsify_encoder(
+          0.1, 'random', seeding.stream_key(seed, 'randk')), spec)
+      decoded = encoder.decode(encoder.encode(x, encoder.initial_state())[0])
+      return set(np.flatnonzero(decoded.numpy()))
+
+    self.assertEqual(kept(0), kept(0))
+    self.assertNotEqual(kept(0), kept(1))
 
 
 class CompressionTest(absltest.TestCase):

@@ -24,7 +24,7 @@ class ValidationTest(parameterized.TestCase):
 
   def test_defaults_are_valid(self):
     config_util.validate(_config(), setup.choices())
-    config_util.validate(_config(mode='async', aggregator='dp', selector='oort',
+    config_util.validate(_config(mode='async', aggregator='secure', selector='oort',
                                  buffer_size=4, max_staleness=2), setup.choices())
     config_util.validate(_config(selector='tf_fedscale.oort:OortSelector'),
                          setup.choices())
@@ -55,6 +55,10 @@ class ValidationTest(parameterized.TestCase):
       ('decay_rounds', dict(client_lr_decay_rounds=0), '--client_lr_decay_rounds'),
       ('adaptive_epsilon', dict(adaptive_epsilon=0.0), '--adaptive_epsilon: must be'),
       ('dp_qffl', dict(aggregator='dp', algorithm='qffl'), '--aggregator: dp is not'),
+      ('dp_async', dict(aggregator='dp', mode='async'),
+       '--aggregator: dp is not supported with --mode=async'),
+      ('dp_poisson', dict(aggregator='dp', dp_sampling='poisson'),
+       "--dp_sampling: unknown value 'poisson'"),
       ('async_deadline', dict(mode='async', deadline_s=5.0),
        '--deadline_s: --mode=async has no rounds to cut'),
       ('async_algorithm', dict(mode='async', algorithm='fedprox'),
@@ -70,27 +74,37 @@ class ValidationTest(parameterized.TestCase):
 
 class EndToEndTest(absltest.TestCase):
 
-  def test_oort_with_dp_and_a_bad_flag(self):
+  def test_dp_run_then_oort_with_dp_and_a_bad_flag_are_refused(self):
     output_dir = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), 'out')
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
     args = [sys.executable, '-m', 'tf_fedscale.experiments.run', f'--output_dir={output_dir}',
             '--rounds=2', '--clients_per_round=5', '--eval_every=2', '--eval_clients=10',
-            '--local_steps=2', '--selector=oort', '--aggregator=dp',
-            '--noise_multiplier=0.8']
+            '--local_steps=2', '--aggregator=dp', '--noise_multiplier=0.8']
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=600)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     with open(os.path.join(output_dir, 'metrics.csv')) as f:
       rows = list(csv.DictReader(f))
     self.assertEqual([r['completed'] for r in rows], ['0', '5', '5'])
+    self.assertEqual([r['dp_sample_size'] for r in rows], ['0', '7', '7'])  # ceil(1.3 x 5)
     epsilons = [float(r['epsilon']) for r in rows]
     self.assertEqual(epsilons[0], 0.0)
     self.assertLess(epsilons[1], epsilons[2])
-    bad = subprocess.run(args[:-1] + ['--quantization_bits=40', '--overwrite'], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=600)
-    self.assertEqual(bad.returncode, 2)
-    self.assertIn('error: --quantization_bits: must be in [1, 16]', bad.stderr)
+    with open(os.path.join(output_dir, 'config.json')) as f:
+      self.assertIn('"dp_sampling": "fixed"', f.read())
+    refused_dir = os.path.join(os.path.dirname(output_dir), 'oort')
+    for extra, message in (
+        (['--selector=oort'], 'error: --selector: oort with --aggregator=dp: OortSelector '
+                              'chooses clients by their training losses'),
+        (['--quantization_bits=40'], 'error: --quantization_bits: must be in [1, 16]')):
+      bad = subprocess.run([*args[:3], f'--output_dir={refused_dir}', *args[4:], *extra],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+      self.assertEqual(bad.returncode, 2, bad.stderr[-2000:])
+      errors = [l for l in bad.stderr.splitlines() if l.startswith('error:')]
+      self.assertLen(errors, 1, bad.stderr[-2000:])
+      self.assertTrue(errors[0].startswith(message), errors[0])
+      self.assertFalse(os.path.exists(refused_dir))
 
 
 if __name__ == '__main__':

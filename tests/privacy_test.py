@@ -1,4 +1,4 @@
-"""Tests for tf_fedscale.privacy: epsilon from the sampling rates really used."""
+"""Tests for tf_fedscale.privacy: epsilon of the draws the rounds really made."""
 
 import csv
 import math
@@ -33,6 +33,20 @@ def tearDownModule():
   _WORKER.stop()
 
 
+REPLACE_ONE = dp_accounting.NeighboringRelation.REPLACE_ONE
+
+
+def _epsilon_from_columns(rows, noise_multiplier, delta):
+  """What an independent check computes from metrics.csv (README, Aggregators)."""
+  accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=REPLACE_ONE)
+  for row in rows:
+    if int(row['dp_sample_size']):
+      accountant.compose(dp_accounting.SampledWithoutReplacementDpEvent(
+          int(row['dp_population']), int(row['dp_sample_size']),
+          dp_accounting.GaussianDpEvent(noise_multiplier / 2)))
+  return accountant.get_epsilon(delta)
+
+
 def _epsilon_from_rdp(rdp, delta):
   """Canonne, Kamath & Steinke 2020 (Prop. 12 of arXiv:2004.00010 v4):
   eps = min over orders a of rdp(a) + log(1 - 1/a) - log(delta a) / (a - 1)."""
@@ -61,72 +75,64 @@ def _population(num_clients, online):
   return task, pop
 
 
+class LossSelector(selection.UniformSelector):
+  """A plug-in that declares it reads the clients' training losses."""
+
+  needs_client_loss = True
+
+
 class EpsilonTest(absltest.TestCase):
 
-  def test_uniform_epsilon_matches_dp_accounting(self):
-    z, q, delta = 1.1, 0.01, 1e-5
-    for rounds in (1, 10, 100):
-      accountant = dp_accounting.rdp.RdpAccountant(privacy.RDP_ORDERS)
-      accountant.compose(dp_accounting.SelfComposedDpEvent(
-          dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)),
-          rounds))
-      self.assertAlmostEqual(privacy.dp_epsilon(z, q, rounds, delta),
-                             accountant.get_epsilon(delta), places=9)
-    eps = [privacy.dp_epsilon(z, q, r, delta) for r in (1, 10, 100)]
-    self.assertEqual(eps, sorted(eps))
-    # RDP is an upper bound of the tighter PLD accounting.
-    pld = dp_accounting.pld.PLDAccountant()
-    pld.compose(dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), 100))
-    self.assertBetween(pld.get_epsilon(delta), 0.5 * eps[-1], eps[-1])
-    self.assertEqual(privacy.dp_epsilon(z, q, 0, delta), 0.0)
-    self.assertEqual(privacy.dp_epsilon(0.0, q, 3, delta), float('inf'))
-
   def test_unamplified_rounds_by_hand(self):
-    # Rate 1 (a selector that is not random): each round is a Gaussian
-    # mechanism, RDP a / (2 z^2) (Mironov 2017); rounds without aggregation
-    # cost nothing. Rates [1, 0, 1] with z = 2: RDP = 2 a / 8.
+    # Population = sample (a selector that is not random): each round is a
+    # Gaussian mechanism with sensitivity 2 x clip under REPLACE_ONE, so RDP
+    # a x (2 clip)^2 / (2 (z clip)^2) = 2 a / z^2 (Mironov 2017); a round that
+    # invited nobody costs nothing. Two rounds with z = 2: RDP = a.
     _, pop = _population(4, 4)
-    report = privacy.PrivacyReport(2.0, 2, pop, 1e-5, samples_uniformly=False)
-    for rate in (1.0, 0.0, 1.0):
-      report.compose(rate)
+    report = privacy.PrivacyReport(2.0, selection.FastestSelector(2), pop, 1e-5)
+    for draw in ((3, 3), (0, 0), (2, 2)):
+      report.compose(*draw)
     self.assertEqual(report.released_rounds, 2)
     orders = np.array(privacy.RDP_ORDERS)
-    self.assertAlmostEqual(report.epsilon(), _epsilon_from_rdp(2 * orders / 8, 1e-5),
+    self.assertAlmostEqual(report.epsilon(), _epsilon_from_rdp(orders, 1e-5), places=9)
+
+  def test_draws_compose_as_dp_accounting_does(self):
+    z, delta, draws = 1.0, 1e-5, [(40, 5), (10, 5), (0, 0), (25, 5), (5, 5)]
+    _, pop = _population(40, 40)
+    report = privacy.PrivacyReport(z, selection.UniformSelector(5), pop, delta)
+    for draw in draws:
+      report.compose(*draw)
+    rows = [{'dp_population': n, 'dp_sample_size': m} for n, m in draws]
+    self.assertAlmostEqual(report.epsilon(), _epsilon_from_columns(rows, z, delta),
                            places=9)
+    # Fewer clients online, less amplification.
+    def epsilon(draw):
+      one = privacy.PrivacyReport(z, selection.UniformSelector(5), pop, delta)
+      one.compose(*draw)
+      return one.epsilon()
+    self.assertLess(epsilon((40, 5)), epsilon((10, 5)))
+    self.assertLess(epsilon((10, 5)), epsilon((5, 5)))
+    # Above the Poisson / add-or-remove figure at the same rate and z.
+    poisson = dp_accounting.rdp.RdpAccountant()
+    poisson.compose(dp_accounting.PoissonSampledDpEvent(
+        5 / 40, dp_accounting.GaussianDpEvent(z)))
+    self.assertGreater(epsilon((40, 5)), poisson.get_epsilon(delta))
 
-  def test_mixed_rates_compose_round_by_round(self):
-    z, delta, rates = 1.0, 1e-5, [0.3, 0.6, 0.0, 1.0, 0.3]
+  def test_no_noise_is_infinite_epsilon(self):
     _, pop = _population(10, 10)
-    report = privacy.PrivacyReport(z, 3, pop, delta, samples_uniformly=True)
-    for rate in rates:
-      report.compose(rate)
-    # RDP adds up over rounds. Poisson-subsampled Gaussian at integer order a
-    # (Mironov, Talwar & Zhang 2019): log(sum_k C(a,k) (1-q)^(a-k) q^k
-    # exp((k^2 - k) / (2 z^2))) / (a - 1), summed over the rounds' rates.
-    orders = np.array(privacy.RDP_ORDERS, np.float64)
-    integer = orders[(orders == np.round(orders)) & (orders >= 2)]
-    def rdp(q, a):
-      if q == 1.0:
-        return a / (2 * z ** 2)
-      a = int(a)
-      k = np.arange(a + 1)
-      log_terms = (np.array([math.lgamma(a + 1) - math.lgamma(i + 1) - math.lgamma(a - i + 1)
-                             for i in k])
-                   + (a - k) * math.log1p(-q) + k * math.log(q) + (k * k - k) / (2 * z ** 2))
-      top = log_terms.max()
-      return (top + math.log(np.exp(log_terms - top).sum())) / (a - 1)
-    total = np.array([sum(rdp(q, a) for q in rates if q > 0) for a in integer])
-    by_hand = float(np.min(total + np.log1p(-1 / integer)
-                           - np.log(delta * integer) / (integer - 1)))
-    # The report also tries fractional orders: at most this, and close to it.
-    self.assertLessEqual(report.epsilon(), by_hand + 1e-9)
-    self.assertGreater(report.epsilon(), 0.95 * by_hand)
-    # Higher rates cost more than the conventional K / N = 0.3 every round.
-    self.assertGreater(report.epsilon(), privacy.dp_epsilon(z, 0.3, 5, delta))
+    report = privacy.PrivacyReport(0.0, selection.UniformSelector(3), pop, 1e-5)
+    self.assertEqual(report.epsilon(), 0.0)
+    report.compose(10, 3)
+    self.assertEqual(report.epsilon(), math.inf)
+
+  def test_a_selector_that_reads_client_losses_is_refused(self):
+    _, pop = _population(10, 10)
+    with self.assertRaisesRegex(ValueError, 'LossSelector chooses clients by their '
+                                'training losses'):
+      privacy.PrivacyReport(1.0, LossSelector(3), pop, 1e-5)
 
 
-class RecordedRatesTest(absltest.TestCase):
+class RecordedDrawsTest(absltest.TestCase):
 
   def _run(self, selector, online, rounds=2):
     task, pop = _population(20, online)
@@ -135,7 +141,7 @@ class RecordedRatesTest(absltest.TestCase):
     model_fn = task.model_fn()
     process = agg.prepare_process(algorithms.build_process(
         'fedavg', model_fn, 0.1, 1.0, model_aggregator=agg.factory))
-    report = privacy.PrivacyReport(1.0, 3, pop, 1e-5, selector.samples_uniformly)
+    report = privacy.PrivacyReport(1.0, selector, pop, 1e-5)
     sim = simulation.Simulation(
         process, task.train_data, pop, selector,
         accounting.LatencyAccountant(pop, clients_per_round=3),
@@ -145,23 +151,35 @@ class RecordedRatesTest(absltest.TestCase):
     with open(os.path.join(output_dir, 'metrics.csv')) as f:
       return list(csv.DictReader(f))
 
-  def test_uniform_selection_is_charged_invited_over_online(self):
-    # 5 of 20 clients online, 3 invited: q = 3 / 5, not K / N = 3 / 20.
-    rows = self._run(selection.UniformSelector(3), online=5)
-    self.assertEqual([float(r['dp_sampling_rate']) for r in rows], [0.0, 0.6, 0.6])
+  def test_uniform_selection_is_charged_its_draw_among_the_online(self):
+    # 5 of 20 clients online, ceil(1.3 x 3) = 4 invited: 4 of 5 drawn.
+    rows = self._run(selection.UniformSelector(3, overcommit=1.3), online=5)
+    self.assertEqual([int(r['dp_population']) for r in rows], [0, 5, 5])
+    self.assertEqual([int(r['dp_sample_size']) for r in rows], [0, 4, 4])
     self.assertEqual(float(rows[0]['epsilon']), 0.0)
-    self.assertAlmostEqual(float(rows[2]['epsilon']),
-                           privacy.dp_epsilon(1.0, 0.6, 2, 1e-5), places=6)
-    self.assertAlmostEqual(float(rows[2]['epsilon_uniform']),
-                           privacy.dp_epsilon(1.0, 3 / 20, 2, 1e-5), places=6)
+    for r in range(1, 3):
+      self.assertEqual(float(rows[r]['epsilon']),
+                       _epsilon_from_columns(rows[:r + 1], 1.0, 1e-5))
+    # The conventional figure: the invited count drawn from all 20, every round.
+    uniform = [{'dp_population': 20, 'dp_sample_size': 4}] * 2
+    self.assertEqual(float(rows[2]['epsilon_uniform']),
+                     _epsilon_from_columns(uniform, 1.0, 1e-5))
+    self.assertGreater(float(rows[2]['epsilon']), float(rows[2]['epsilon_uniform']))
     self.assertEqual(float(rows[2]['dp_delta']), 1e-5)
 
-  def test_a_selector_that_is_not_random_is_charged_rate_one(self):
+  def test_no_unnoised_training_metrics_are_written(self):
+    rows = self._run(selection.UniformSelector(3), online=20, rounds=1)
+    self.assertNotIn('dp_sampling_rate', rows[0])
+    for row in rows:
+      self.assertEqual((row['train_loss'], row['train_accuracy']), ('nan', 'nan'))
+
+  def test_a_selector_that_is_not_random_is_not_amplified(self):
     rows = self._run(selection.FastestSelector(3), online=20, rounds=1)
-    self.assertEqual(float(rows[1]['dp_sampling_rate']), 1.0)
+    self.assertEqual((int(rows[1]['dp_population']), int(rows[1]['dp_sample_size'])),
+                     (3, 3))
+    orders = np.array(privacy.RDP_ORDERS)
     self.assertAlmostEqual(float(rows[1]['epsilon']),
-                           privacy.dp_epsilon(1.0, 1.0, 1, 1e-5), places=6)
-    self.assertTrue(math.isfinite(float(rows[1]['epsilon'])))
+                           _epsilon_from_rdp(2 * orders, 1e-5), places=9)
 
 
 class StateTest(absltest.TestCase):
@@ -172,20 +190,21 @@ class StateTest(absltest.TestCase):
     agg = aggregators.build_aggregator('dp', clients_per_round=3, noise_multiplier=1.0)
     process = agg.prepare_process(algorithms.build_process(
         'fedavg', task.model_fn(), 0.1, 1.0, model_aggregator=agg.factory))
+    selector = selection.UniformSelector(3)
     return simulation.Simulation(
-        process, task.train_data, pop, selection.UniformSelector(3),
+        process, task.train_data, pop, selector,
         accounting.LatencyAccountant(pop, clients_per_round=3),
         local_work_lib.LocalWork(batch_size=5, local_steps=2), seed=0,
-        hooks=[privacy.PrivacyReport(1.0, 3, pop, 1e-5, samples_uniformly=True)],
+        hooks=[privacy.PrivacyReport(1.0, selector, pop, 1e-5)],
         release_managers=(metrics.build_release_managers(output_dir)
                           if output_dir else ()))
 
   def test_state_round_trips(self):
     _, pop = _population(10, 10)
-    report = privacy.PrivacyReport(1.0, 3, pop, 1e-5, samples_uniformly=True)
-    for rate in (0.3, 0.0, 0.6):
-      report.compose(rate)
-    other = privacy.PrivacyReport(1.0, 3, pop, 1e-5, samples_uniformly=True)
+    report = privacy.PrivacyReport(1.0, selection.UniformSelector(3), pop, 1e-5)
+    for draw in ((10, 3), (0, 0), (5, 3)):
+      report.compose(*draw)
+    other = privacy.PrivacyReport(1.0, selection.UniformSelector(3), pop, 1e-5)
     other.set_state(report.get_state())
     self.assertEqual(other.epsilon(), report.epsilon())
     with self.assertRaisesRegex(ValueError, 'RDP values'):
@@ -199,16 +218,18 @@ class StateTest(absltest.TestCase):
     second_state, second = sim.run_round(first_state)
     again_state, again = sim.run_round(start)  # a retry from the same state
     self.assertEqual(again.metrics['epsilon'], first.metrics['epsilon'])
-    self.assertEqual(again.metrics['dp_sampling_rate'], 0.6)
+    self.assertEqual((again.metrics['dp_population'], again.metrics['dp_sample_size']),
+                     (5, 3))
     np.testing.assert_array_equal(again_state.hook_state['hook_0']['rdp'],
                                   first_state.hook_state['hook_0']['rdp'])
     self.assertEqual(int(start.hook_state['hook_0']['released_rounds']), 0)
     self.assertEqual(int(first_state.hook_state['hook_0']['released_rounds']), 1)
     # The second round composes on the first, not on the retry.
+    draw = {'dp_population': 5, 'dp_sample_size': 3}
     self.assertAlmostEqual(first.metrics['epsilon'],
-                           privacy.dp_epsilon(1.0, 0.6, 1, 1e-5), places=9)
+                           _epsilon_from_columns([draw], 1.0, 1e-5), places=9)
     self.assertAlmostEqual(second.metrics['epsilon'],
-                           privacy.dp_epsilon(1.0, 0.6, 2, 1e-5), places=9)
+                           _epsilon_from_columns([draw] * 2, 1.0, 1e-5), places=9)
 
   def test_resume_composes_the_same_epsilon_as_an_uninterrupted_run(self):
     reference_dir = self.enterContext(tempfile.TemporaryDirectory())
@@ -225,13 +246,14 @@ class StateTest(absltest.TestCase):
     self.assertEqual(state.round_num, 2)
     self.assertEqual(int(state.hook_state['hook_0']['released_rounds']), 2)
     second.run(state, 4, checkpointer=checkpointer)
-    def epsilons(output_dir):
+    def rows(output_dir):
       with open(os.path.join(output_dir, 'metrics.csv')) as f:
-        return {int(r['round']): float(r['epsilon']) for r in csv.DictReader(f)}
-    reference, resumed = epsilons(reference_dir), epsilons(resumed_dir)
+        return {int(r['round']): r for r in csv.DictReader(f)}
+    reference, resumed = rows(reference_dir), rows(resumed_dir)
     self.assertEqual(sorted(resumed), [3, 4])
-    self.assertEqual(resumed[4], reference[4])
-    self.assertAlmostEqual(reference[4], privacy.dp_epsilon(1.0, 0.6, 4, 1e-5), places=9)
+    self.assertEqual(resumed[4], reference[4])  # the noised model's eval too
+    self.assertAlmostEqual(float(reference[4]['epsilon']), _epsilon_from_columns(
+        [reference[r] for r in range(5)], 1.0, 1e-5), places=9)
 
 
 if __name__ == '__main__':

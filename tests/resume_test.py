@@ -131,7 +131,7 @@ class ResumeTest(absltest.TestCase):
     with open(metrics, newline='') as f:
       rows = list(csv.DictReader(f))
     for row in rows:
-      row['dp_sampling_rate'] = row['epsilon'] = ''
+      row['dp_population'] = row['dp_sample_size'] = row['epsilon'] = ''
     with open(metrics, 'w', newline='') as f:
       writer = csv.DictWriter(f, list(rows[0]), lineterminator='\n')
       writer.writeheader()

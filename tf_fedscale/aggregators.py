@@ -10,11 +10,16 @@ spent is reported by `tf_fedscale.privacy`.
 | `mean` | `MeanFactory` (weighted mean, the algorithms' default) |
 | `clipping` | `clipping_factory` around the mean: L2 clip at `clip_norm`, or adaptive (`PrivateQuantileEstimationProcess.no_noise`, towards the `clip_quantile` of update norms, starting at `clip_norm`) |
 | `zeroing` | `zeroing_factory`: updates with L2 norm above `zeroing_norm` (or an adaptive estimate: 2 x the 0.98 quantile + 1, TFF's default) are zeroed |
-| `dp` | client-level DP, `DifferentiallyPrivateFactory.gaussian_fixed` (clip at `clip_norm`) or `.gaussian_adaptive` (adaptive clipping), noise multiplier `noise_multiplier`; unweighted mean (`as_weighted_aggregator`) |
+| `dp` | client-level DP, `DifferentiallyPrivateFactory.gaussian_fixed` (clip at `clip_norm`) or `.gaussian_adaptive` (adaptive clipping), noise multiplier `noise_multiplier`, the noise drawn from `seed` (`tf_fedscale.dp_noise`); unweighted mean (`as_weighted_aggregator`) |
 | `secure` | `tff.learning.secure_aggregator`: the weighted mean with both sums through `SecureSumFactory` (adaptive bound); simulated (`simulate_secure_sum`: the same integer sums in the clear, since TFF's C++ runtime has no secure intrinsics) |
-| `quantize` | `EncodedSumFactory` with tensor_encoding's uniform quantization to `quantization_bits` bits, bit-packed, inside the weighted mean (like `tff.learning.compression_aggregator`, but every float tensor is quantized) |
+| `quantize` | `EncodedSumFactory` with tensor_encoding's uniform quantization to `quantization_bits` bits (stochastic rounding, its draws seeded: `SeededQuantizationStage`), bit-packed, inside the weighted mean (like `tff.learning.compression_aggregator`, but every float tensor is quantized) |
 | `topk` | `EncodedSumFactory` with a top-k sparsification stage (`SparsifyEncodingStage` below: indices and values of the `sparsify_fraction` largest-magnitude entries); TFF ships no top-k or random-k encoder, only threshold sparsification (`SplitBySmallValueEncodingStage`, variable size) |
-| `randk` | the same with `sparsify_fraction` of the entries chosen at random (seeded by the tensor's contents), values scaled by size / k (unbiased) |
+| `randk` | the same with `sparsify_fraction` of the entries chosen at random, values scaled by size / k (unbiased) |
+
+Every random draw comes from `seed` (`tf_fedscale.seeding`): the DP noise from
+a counter in the aggregator state, the rounding of `quantize` and the choice of
+`randk` from the run seed and the bytes of the tensor encoded (so each client
+in each round draws its own, and equal inputs draw equal values).
 
 Upload size: for the compressing aggregators, a client's upload is the
 serialized size (`tf.io.serialize_tensor`, like `tf_fedscale.payload`) of the
@@ -25,7 +30,7 @@ accountant, so compression really shortens rounds. Quantized values are
 bit-packed by tensor_encoding 28 bits per int32 word, which the size counts.
 
 Epsilon (`tf_fedscale.privacy`): client-level (epsilon, delta)-DP of the run
-so far, composed round by round from the sampling rate each round really used
+so far, composed round by round from the draw each round really made
 (for adaptive clipping, TFF's `noise_multiplier` is already the effective
 total one).
 """
@@ -41,7 +46,9 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from tensorflow_model_optimization.python.core.internal import tensor_encoding as te
 
+from tf_fedscale import dp_noise
 from tf_fedscale import payload
+from tf_fedscale import seeding
 
 AGGREGATORS = ('mean', 'clipping', 'zeroing', 'dp', 'secure', 'quantize', 'topk',
                'randk')
@@ -59,21 +66,23 @@ class SparsifyEncodingStage(te.core.EncodingStageInterface):
   k = ceil(fraction x size), fixed per tensor, so the encoded size is known
   before training. 'top': the k largest magnitudes (biased, no error
   feedback). 'random': k entries chosen uniformly, values scaled by size / k
-  so the decoded update is unbiased; the choice is seeded by the tensor's own
-  contents, so runs replay exactly and clients and rounds choose differently.
+  so the decoded update is unbiased; the choice is seeded by stream `key` and
+  the tensor's bytes (`seeding.content_seed`), so runs replay exactly and
+  clients and rounds choose differently.
   Decoding scatters the values back into zeros.
   """
 
   ENCODED_INDICES_KEY = 'indices'
   ENCODED_VALUES_KEY = 'values'
 
-  def __init__(self, fraction: float, method: str = 'top'):
+  def __init__(self, fraction: float, method: str = 'top', key: int = 0):
     if not 0.0 < fraction <= 1.0:
       raise ValueError(f'fraction must be in (0, 1], got {fraction}.')
     if method not in SPARSIFY_METHODS:
       raise ValueError(f'method must be one of {SPARSIFY_METHODS}, got {method!r}.')
     self._fraction = fraction
     self._method = method
+    self._key = key
 
   @property
   def name(self):
@@ -102,8 +111,8 @@ class SparsifyEncodingStage(te.core.EncodingStageInterface):
       _, indices = tf.math.top_k(tf.abs(x), k=k, sorted=False)
       values = tf.gather(x, indices)
     else:
-      seed = tf.bitcast(tf.reduce_sum(tf.cast(x, tf.float64) ** 2), tf.int64)
-      scores = tf.random.stateless_uniform([size], tf.stack([seed, size]))
+      scores = tf.random.stateless_uniform([size], seeding.content_seed(self._key, x),
+                                           alg='philox')
       _, indices = tf.math.top_k(scores, k=k, sorted=False)
       values = tf.gather(x, indices) * tf.cast(size / k, x.dtype)
     return collections.OrderedDict([
@@ -118,11 +127,83 @@ class SparsifyEncodingStage(te.core.EncodingStageInterface):
                          tf.cast(shape, tf.int32))
 
 
-def sparsify_encoder(fraction: float, method: str = 'top'):
-  """Flatten, then keep `fraction` of the entries ('top' or 'random')."""
-  return te.core.EncoderComposer(SparsifyEncodingStage(fraction, method)).add_parent(
-      te.stages.FlattenEncodingStage(),
-      te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY).make()
+@te.core.tf_style_encoding_stage
+class SeededQuantizationStage(te.core.EncodingStageInterface):
+  """Uniform quantization to `bits` over the tensor's [min, max] with
+  stochastic rounding, as tensor_encoding's `UniformQuantizationEncodingStage`
+  (same encoded tensors and keys), but its rounding draws seeded by stream
+  `key` and the tensor's bytes (`seeding.content_seed`); tensor_encoding's
+  stage draws them unseeded. A value rounds up with probability equal to its
+  fractional part, so the decoded tensor is unbiased."""
+
+  ENCODED_VALUES_KEY = 'quantized_values'
+  MIN_MAX_VALUES_KEY = 'min_max'
+  MAX_INT_VALUE_PARAMS_KEY = 'max_value'
+
+  def __init__(self, bits: int, key: int):
+    if not 1 <= bits <= 16:
+      raise ValueError(f'bits must be in [1, 16], got {bits}.')
+    self._bits = bits
+    self._key = key
+
+  @property
+  def name(self):
+    return 'seeded_uniform_quantization'
+
+  @property
+  def compressible_tensors_keys(self):
+    return [self.ENCODED_VALUES_KEY]
+
+  @property
+  def commutes_with_sum(self):
+    return False
+
+  @property
+  def decode_needs_input_shape(self):
+    return False
+
+  def get_params(self):
+    params = collections.OrderedDict([(self.MAX_INT_VALUE_PARAMS_KEY, 2**self._bits - 1)])
+    return params, params
+
+  def encode(self, x, encode_params):
+    min_x, max_x = tf.reduce_min(x), tf.reduce_max(x)
+    max_value = tf.cast(encode_params[self.MAX_INT_VALUE_PARAMS_KEY], x.dtype)
+    scaled = tf.compat.v1.div_no_nan(x - min_x, max_x - min_x) * max_value
+    floor = tf.floor(scaled)
+    uniform = tf.random.stateless_uniform(tf.shape(x), seeding.content_seed(self._key, x),
+                                          dtype=x.dtype, alg='philox')
+    return collections.OrderedDict([
+        (self.ENCODED_VALUES_KEY, floor + tf.cast(uniform < scaled - floor, x.dtype)),
+        (self.MIN_MAX_VALUES_KEY, tf.stack([min_x, max_x])),
+    ])
+
+  def decode(self, encoded_tensors, decode_params, num_summands=None, shape=None):
+    del num_summands, shape
+    quantized = encoded_tensors[self.ENCODED_VALUES_KEY]
+    min_x, max_x = tf.unstack(encoded_tensors[self.MIN_MAX_VALUES_KEY])
+    max_value = tf.cast(decode_params[self.MAX_INT_VALUE_PARAMS_KEY], quantized.dtype)
+    return quantized / max_value * (max_x - min_x) + min_x
+
+
+def _flattened(composer: te.core.EncoderComposer) -> te.core.Encoder:
+  """The encoder of `composer`'s stages applied to the flattened tensor."""
+  return composer.add_parent(te.stages.FlattenEncodingStage(),
+                             te.stages.FlattenEncodingStage.ENCODED_VALUES_KEY).make()
+
+
+def sparsify_encoder(fraction: float, method: str = 'top', key: int = 0) -> te.core.Encoder:
+  """Flatten, then keep `fraction` of the entries ('top' or 'random', whose
+  choice draws from stream `key`)."""
+  return _flattened(te.core.EncoderComposer(SparsifyEncodingStage(fraction, method, key)))
+
+
+def quantization_encoder(bits: int, key: int) -> te.core.Encoder:
+  """Flatten, quantize to `bits` (rounding drawn from stream `key`), bit-pack:
+  tensor_encoding's `uniform_quantization` with the seeded stage."""
+  return _flattened(te.core.EncoderComposer(te.stages.BitpackingEncodingStage(bits))
+                    .add_parent(SeededQuantizationStage(bits, key),
+                                SeededQuantizationStage.ENCODED_VALUES_KEY))
 
 
 def _encoder_fn(make_encoder: Callable[[], Any]) -> EncoderFn:
@@ -144,7 +225,6 @@ class Aggregator:
   factory: tff.aggregators.WeightedAggregationFactory
   encoder_fn: Optional[EncoderFn] = None  # compression: what clients send
   noise_multiplier: Optional[float] = None  # DP
-  weighted: bool = True  # False: client weights are ignored (DP)
 
   @property
   def is_private(self) -> bool:
@@ -212,9 +292,10 @@ def build_aggregator(
     name: str, *, clients_per_round: int = 1, clip_norm: float = 1.0,
     adaptive_clipping: bool = False, clip_quantile: float = 0.5,
     zeroing_norm: float = 0.0, noise_multiplier: float = 1.0,
-    quantization_bits: int = 8, sparsify_fraction: float = 0.1,
+    quantization_bits: int = 8, sparsify_fraction: float = 0.1, seed: int = 0,
 ) -> Aggregator:
-  """The aggregator `name` (see the module docstring for each parameter's role)."""
+  """The aggregator `name` (see the module docstring for each parameter's role;
+  `seed`: the run seed every random draw derives from)."""
   if name not in AGGREGATORS:
     raise ValueError(f'Unknown aggregator {name!r}; choose from {AGGREGATORS}.')
   if not clip_norm > 0:
@@ -237,14 +318,13 @@ def build_aggregator(
   if name == 'dp':
     if not noise_multiplier >= 0:
       raise ValueError(f'noise_multiplier must be >= 0, got {noise_multiplier}.')
-    dp = tff.aggregators.DifferentiallyPrivateFactory
-    factory = (dp.gaussian_adaptive(noise_multiplier, clients_per_round,
-                                    initial_l2_norm_clip=clip_norm,
-                                    target_unclipped_quantile=clip_quantile)
+    factory = (dp_noise.gaussian_adaptive(noise_multiplier, clients_per_round,
+                                          clip_norm, clip_quantile, seed)
                if adaptive_clipping else
-               dp.gaussian_fixed(noise_multiplier, clients_per_round, clip_norm))
+               dp_noise.gaussian_fixed(noise_multiplier, clients_per_round, clip_norm,
+                                       seed))
     return Aggregator(name, tff.aggregators.as_weighted_aggregator(factory),
-                      noise_multiplier=noise_multiplier, weighted=False)
+                      noise_multiplier=noise_multiplier)
   if name == 'secure':
     # TFF's own configuration: the bound on each (weighted) coordinate adapts to
     # 2x the 0.95 quantile, estimated with secure sums too.
@@ -253,11 +333,13 @@ def build_aggregator(
   if name == 'quantize':
     if not 1 <= quantization_bits <= 16:
       raise ValueError(f'quantization_bits must be in [1, 16], got {quantization_bits}.')
-    encoder_fn = _encoder_fn(lambda: te.encoders.uniform_quantization(quantization_bits))
+    key = seeding.stream_key(seed, 'quantize')
+    encoder_fn = _encoder_fn(lambda: quantization_encoder(quantization_bits, key))
   else:  # topk, randk
     if not 0.0 < sparsify_fraction <= 1.0:
       raise ValueError(f'sparsify_fraction must be in (0, 1], got {sparsify_fraction}.')
     method = 'top' if name == 'topk' else 'random'
-    encoder_fn = _encoder_fn(lambda: sparsify_encoder(sparsify_fraction, method))
+    key = seeding.stream_key(seed, 'randk')
+    encoder_fn = _encoder_fn(lambda: sparsify_encoder(sparsify_fraction, method, key))
   return Aggregator(name, tff.aggregators.MeanFactory(
       tff.aggregators.EncodedSumFactory(encoder_fn)), encoder_fn=encoder_fn)

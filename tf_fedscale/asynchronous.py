@@ -20,10 +20,9 @@ per-client loss reporting Oort needs (`feedback.py`), the `local_work` and
 `on_round_end` hooks, evaluation, checkpoints, retries and the files.
 
 Aggregation is the run's `aggregators.Aggregator`: its TFF factory aggregates
-the buffered updates (so clipping, zeroing, DP noise, secure sum and
+the buffered updates (so clipping, zeroing, secure sum and
 compression work as in synchronous rounds), weighted by examples times the
-staleness weight; an unweighted aggregator (DP) gets each update scaled by
-its staleness weight instead. Client training and the server step are TFF
+staleness weight. Client training and the server step are TFF
 computations built from `tff.learning` (`build_model_delta_client_work`,
 `build_apply_optimizer_finalizer`) in the shape that has a MapReduceForm
 (`client_training`, called with one client, and `server_step`, with the
@@ -36,7 +35,9 @@ with staleness 0, and the result is synchronous FedAvg's.
 Not supported here, refused when the driver is built: hooks that start a
 round (`on_round_start`: there is no round, and the server state is not a TFF
 process state) or choose a cohort's finishers (`on_client_completion`: updates
-arrive one by one), and a round deadline.
+arrive one by one), a round deadline, and DP aggregation (the buffer holds
+whichever updates arrive first, which no sampling event describes, so no
+epsilon would bound the run; `tf_fedscale.privacy`).
 """
 
 import collections
@@ -274,6 +275,11 @@ class AsyncSimulation(simulation.Driver):
     if accountant.deadline_s is not None:
       raise ValueError(f'asynchronous training has no rounds to cut: the accountant '
                        f'has deadline_s={accountant.deadline_s}; build it without one.')
+    if aggregator is not None and aggregator.is_private:
+      raise ValueError(
+          f'asynchronous training cannot run the DP aggregator {aggregator.name!r}: '
+          'the buffer holds whichever updates arrive first, which no sampling event '
+          'describes, so no epsilon would bound the run.')
     self.config = config
     self.aggregator = aggregator or aggregators.build_aggregator('mean')
     self.computations = build_computations(model_fn, client_optimizer,
@@ -468,13 +474,8 @@ class AsyncSimulation(simulation.Driver):
     """Aggregates the buffered updates with the aggregator and applies them
     (`server_step`, one call)."""
     scale = [staleness_weight(s, self.config.staleness_weighting) for _, s in applied]
-    if self.aggregator.weighted:
-      updates = [job.update for job, _ in applied]
-      weights = [np.float32(job.weight * w) for (job, _), w in zip(applied, scale)]
-    else:  # the aggregator ignores weights: scale the updates themselves
-      updates = [[(u * w).astype(u.dtype) for u in job.update]
-                 for (job, _), w in zip(applied, scale)]
-      weights = [np.float32(1.0)] * len(applied)
+    updates = [job.update for job, _ in applied]
+    weights = [np.float32(job.weight * w) for (job, _), w in zip(applied, scale)]
     new_state, _ = self.computations.server_step(
         collections.OrderedDict(aggregator=process_state['aggregator_state'],
                                 finalizer=process_state['finalizer_state'],

@@ -1,30 +1,50 @@
-"""Client-level DP epsilon from the sampling rates the rounds really used.
+"""Client-level DP epsilon of the draws the rounds really made.
 
-DP-FedAvg's guarantee (`--aggregator=dp`: clip, Gaussian noise of stddev
-noise_multiplier x clip on the sum) is amplified by sampling: a client takes
-part in a round with probability q. The conventional report takes q = K / N,
-uniform Poisson sampling over the whole population, for every round. A
-trace-driven simulation does not sample that way: only the clients online at
-selection can be invited, so a uniform selector invites each of them with
-probability q_t = invited / online, often several times K / N; and a selector
-whose choice depends on the clients' data or on the model (Oort ranks clients
-by their training loss) offers no sampling to amplify with.
+With `--aggregator=dp` a round releases the sum of its finishers' updates,
+each clipped to L2 norm `clip`, plus Gaussian noise of stddev z x clip
+(z = `--noise_multiplier`), divided by a fixed K (DP-FedAvg,
+`tf_fedscale.dp_noise`). Sampling amplifies that guarantee; this module
+accounts for the sampling the simulation really does.
 
-`PrivacyReport` records per round, in `metrics.csv`:
+What is protected: each client's training data. Public, and conditioned on:
+the population, when each client is online, its device speed and how many
+examples it holds; the simulation decides from them alone who can be invited
+and who finishes. Neighbouring runs differ in one client's data, the client
+and its traits staying (dp-accounting's `REPLACE_ONE`).
 
-- `dp_sampling_rate`: q_t = invited / online at selection for selectors that
-  sample online clients uniformly at random (`Selector.samples_uniformly`),
-  1 for every other selector (no amplification is claimed), 0 for a round
-  that aggregated nothing (no release, no cost);
-- `epsilon`: the RDP accountant (dp-accounting) composing one
-  Poisson-sampled Gaussian event per round at that round's q_t, converted to
-  (epsilon, delta); treating the fixed-size uniform choice of q_t x online
-  clients as Poisson sampling at q_t is the same approximation DP-FedAvg's
-  analysis makes;
-- `epsilon_uniform`: the conventional figure, q = K / N every round;
-- `dp_delta`.
+Sampling (`--dp_sampling=fixed`, written to config.json): a selector that
+declares `samples_uniformly` (`--selector=uniform`) invites
+min(invited, online) of the clients online at selection, uniformly without
+replacement (FedScale's draw). Each round that invited anyone is one
+`SampledWithoutReplacementDpEvent(dp_population, dp_sample_size,
+GaussianDpEvent(z / 2))` for dp-accounting's RDP accountant under
+`REPLACE_ONE`: population = the clients online at selection (availability does
+not depend on the data, so the accountant conditions on it), sample = the
+clients invited. The Gaussian's multiplier is z / 2 because replacing one
+client's data moves its clipped update, hence the sum, by up to 2 x clip, and
+dp-accounting takes the noise relative to that sensitivity. Who finishes
+among the invited depends on public traits only, so the aggregated clients are
+a data-independent part of the sample; a round is charged even when nobody
+finished (whether anyone finishes depends on who was drawn). Any other
+selector is charged without amplification: population = sample = invited (the
+event is then the Gaussian mechanism). A selector that reads clients' training
+losses (`needs_client_loss`, e.g. Oort) is refused with DP: its choice depends
+on the data and no sampling event describes it (`check_selector`).
+
+Poisson sampling is not offered: a round here releases nothing when no
+invited client finishes, and under add/remove neighbouring (which Poisson
+accounting needs) whether a round releases would depend on whether the added
+client was drawn, which that accounting does not cover.
+
+`PrivacyReport` adds to every round's record, in `metrics.csv`:
+`dp_population`, `dp_sample_size` (0 and 0: nobody invited, nothing charged),
+`epsilon` (the rounds so far, at `dp_delta`), `epsilon_uniform` (the same
+event with the whole population and the invited count every round: the
+figure if every client were always online) and `dp_delta`; and it blanks
+`train_loss` and `train_accuracy` (the cohort's un-noised training metrics).
 """
 
+import functools
 import math
 from typing import Any, Optional
 
@@ -32,52 +52,61 @@ import dp_accounting
 from dp_accounting.rdp import rdp_privacy_accountant
 import numpy as np
 
-from tf_fedscale import accounting
 from tf_fedscale import population as population_lib
+from tf_fedscale import selection
 
-RDP_ORDERS = ([1.0 + x / 10.0 for x in range(1, 100)]
-              + list(range(11, 64)) + [128, 256, 512, 1024])
+RDP_ORDERS = list(rdp_privacy_accountant.DEFAULT_RDP_ORDERS)  # dp-accounting's own
+NEIGHBORING_RELATION = dp_accounting.NeighboringRelation.REPLACE_ONE
+DP_SAMPLING = ('fixed',)
+# Per-round training metrics a DP run does not release (nan in metrics.csv).
+UNNOISED_KEYS = ('train_loss', 'train_accuracy')
 
 
-def _round_event(noise_multiplier: float, sampling_rate: float) -> dp_accounting.DpEvent:
-  return dp_accounting.PoissonSampledDpEvent(
-      min(1.0, sampling_rate), dp_accounting.GaussianDpEvent(noise_multiplier))
+def round_event(noise_multiplier: float, population: int,
+                sample_size: int) -> dp_accounting.DpEvent:
+  """One round: `sample_size` of `population` clients drawn without
+  replacement, then the Gaussian sum (see the module docstring for z / 2)."""
+  return dp_accounting.SampledWithoutReplacementDpEvent(
+      population, sample_size, dp_accounting.GaussianDpEvent(noise_multiplier / 2))
 
 
-def dp_epsilon(noise_multiplier: float, sampling_rate: float, rounds: int,
-               delta: float) -> float:
-  """Epsilon after `rounds` Poisson-sampled Gaussian rounds at one rate."""
-  if rounds <= 0:
-    return 0.0
-  if noise_multiplier <= 0:
-    return math.inf
-  accountant = dp_accounting.rdp.RdpAccountant(RDP_ORDERS)
-  accountant.compose(dp_accounting.SelfComposedDpEvent(
-      _round_event(noise_multiplier, sampling_rate), rounds))
-  return float(accountant.get_epsilon(delta))
+@functools.lru_cache(maxsize=None)
+def _round_rdp(noise_multiplier: float, population: int, sample_size: int) -> tuple:
+  accountant = dp_accounting.rdp.RdpAccountant(RDP_ORDERS, NEIGHBORING_RELATION)
+  accountant.compose(round_event(noise_multiplier, population, sample_size))
+  return tuple(accountant.rdp)
+
+
+def check_selector(selector: selection.Selector) -> None:
+  """Raises ValueError for a selector whose choice depends on client data."""
+  if selector.needs_client_loss:
+    raise ValueError(
+        f'{type(selector).__name__} chooses clients by their training losses '
+        '(needs_client_loss), so no sampling event bounds what a DP run releases; '
+        'use a selector that does not read client statistics, e.g. uniform.')
 
 
 class PrivacyReport:
-  """Adds `dp_sampling_rate`, `epsilon`, `epsilon_uniform` and `dp_delta`
-  to every round's record (see the module docstring).
+  """Adds the DP columns to every round's record (see the module docstring).
 
   Its state (`get_state`, kept by the driver in the round state and in
   checkpoints, see `hooks.StatefulHook`) is the RDP of the rounds composed so
   far, one value per order of `RDP_ORDERS` (RDP adds up over rounds), and how
-  many rounds released an aggregate: a fixed size whatever the number of
-  rounds, and a resumed run composes the same epsilon as an uninterrupted one.
+  many rounds were charged: a fixed size whatever the number of rounds, and a
+  resumed run composes the same epsilon as an uninterrupted one.
   """
 
-  def __init__(self, noise_multiplier: float, clients_per_round: int,
-               population: population_lib.Population, delta: float,
-               samples_uniformly: bool):
+  def __init__(self, noise_multiplier: float, selector: selection.Selector,
+               population: population_lib.Population, delta: float):
+    """Raises ValueError for a selector that reads client data (`check_selector`)."""
     if not 0.0 < delta < 1.0:
       raise ValueError(f'delta must be in (0, 1), got {delta}.')
+    check_selector(selector)
     self.noise_multiplier = noise_multiplier
-    self.uniform_rate = clients_per_round / population.num_clients
+    self.uniform_sample_size = min(selector.num_candidates, population.num_clients)
     self.population = population
     self.delta = delta
-    self.samples_uniformly = samples_uniformly
+    self.samples_uniformly = bool(getattr(selector, 'samples_uniformly', False))
     self.rdp = np.zeros(len(RDP_ORDERS), np.float64)
     self.released_rounds = 0
 
@@ -92,39 +121,51 @@ class PrivacyReport:
     self.rdp = rdp
     self.released_rounds = int(state['released_rounds'])
 
-  def sampling_rate(self, feedback: Optional[Any]) -> float:
-    """q_t of the round `feedback` reports (0 when nothing was aggregated)."""
-    if feedback is None or not np.any(feedback.status == accounting.Status.COMPLETED):
-      return 0.0
-    if not self.samples_uniformly:
-      return 1.0
-    online = len(self.population.online_clients(feedback.start_time_s))
-    return min(1.0, len(feedback.clients) / max(online, 1))
+  def draw(self, feedback: Optional[Any]) -> tuple[int, int]:
+    """(population, sample size) of the round `feedback` reports; (0, 0)
+    when nobody was invited."""
+    invited = 0 if feedback is None else len(feedback.clients)
+    if not invited or not self.samples_uniformly:
+      return invited, invited
+    return len(self.population.online_clients(feedback.start_time_s)), invited
 
-  def compose(self, rate: float) -> None:
-    """Adds one round at sampling rate `rate` (0: nothing released, no cost)."""
-    if rate > 0:
-      accountant = dp_accounting.rdp.RdpAccountant(RDP_ORDERS)
-      accountant.compose(_round_event(self.noise_multiplier, rate))
-      self.rdp = self.rdp + accountant.rdp
+  def compose(self, population: int, sample_size: int) -> None:
+    """Adds one round's draw (a sample of 0: nothing released, no cost)."""
+    if sample_size > 0:
+      self.rdp = self.rdp + self._rdp(population, sample_size)
       self.released_rounds += 1
+
+  def _rdp(self, population: int, sample_size: int) -> np.ndarray:
+    if self.noise_multiplier <= 0:
+      return np.full(len(RDP_ORDERS), np.inf)
+    return np.array(_round_rdp(float(self.noise_multiplier), int(population),
+                               int(sample_size)))
+
+  def _epsilon(self, rdp: np.ndarray) -> float:
+    if not np.any(rdp):
+      return 0.0
+    if not np.all(np.isfinite(rdp)):
+      return math.inf
+    return float(rdp_privacy_accountant.compute_epsilon(RDP_ORDERS, rdp, self.delta)[0])
 
   def epsilon(self) -> float:
     """Epsilon of the rounds composed so far."""
-    if not self.released_rounds:
-      return 0.0
-    if self.noise_multiplier <= 0:
-      return math.inf
-    return float(rdp_privacy_accountant.compute_epsilon(RDP_ORDERS, self.rdp,
-                                                        self.delta)[0])
+    return self._epsilon(self.rdp)
+
+  def uniform_epsilon(self, rounds: int) -> float:
+    """Epsilon of `rounds` draws of the invited count from the whole population."""
+    return self._epsilon(rounds * self._rdp(self.population.num_clients,
+                                            self.uniform_sample_size)
+                         if rounds else np.zeros(len(RDP_ORDERS)))
 
   def on_round_end(self, round_num: int, record: dict[str, Any],
                    feedback: Optional[Any]) -> None:
-    rate = self.sampling_rate(feedback)
+    population, sample_size = self.draw(feedback)
     if round_num > 0:
-      self.compose(rate)
-    record['dp_sampling_rate'] = rate
+      self.compose(population, sample_size)
+    record.update(dict.fromkeys(UNNOISED_KEYS, math.nan))
+    record['dp_population'] = population
+    record['dp_sample_size'] = sample_size
     record['epsilon'] = self.epsilon()
-    record['epsilon_uniform'] = dp_epsilon(self.noise_multiplier, self.uniform_rate,
-                                           round_num, self.delta)
+    record['epsilon_uniform'] = self.uniform_epsilon(round_num)
     record['dp_delta'] = self.delta

@@ -101,7 +101,9 @@ class Selector(Protocol):
   """
 
   # True makes the driver build the loss-reporting client computation
-  # (`feedback.py`) so that `observe` receives per-client training losses.
+  # (`feedback.py`) so that `observe` receives per-client training losses; a
+  # DP run refuses such a selector (its choice depends on client data,
+  # tf_fedscale.privacy).
   needs_client_loss: bool
 
   @property
@@ -135,11 +137,13 @@ class BaseSelector(abc.ABC):
   `get_state` and restored by `set_state`.
   """
 
-  # Set True in a subclass that uses `RoundFeedback.loss_sq_sum`.
+  # Set True in a subclass that uses `RoundFeedback.loss_sq_sum` (refused
+  # with DP).
   needs_client_loss: bool = False
-  # True only for a selector that invites online clients uniformly at random,
-  # independently of their data: DP accounting then amplifies by the rate
-  # invited / online (tf_fedscale.privacy); any other selector is charged 1.
+  # True only for a selector that invites a fixed number of the online
+  # clients uniformly at random without replacement, independently of their
+  # data: DP accounting then amplifies by that draw (tf_fedscale.privacy); any
+  # other selector is charged without amplification.
   samples_uniformly: bool = False
 
   def __init__(self, clients_per_round: int, overcommit: float = 1.0):

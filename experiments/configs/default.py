@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
       zeroing_norm=0.0,
       noise_multiplier=1.0,
       dp_delta=1e-5,
+      dp_sampling='fixed',
       quantization_bits=8,
       sparsify_fraction=0.1,
       # Algorithms and selection.
