@@ -34,6 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
       server_lr=1.0,
       proximal_strength=0.01,
       backward_factor=3.0,
+      # auto: flops on the default generated devices, fedscale on --device_trace.
+      compute_model='auto',
       client_mapping='random',
       # Traces: '' = the embedded default generator (traces/default.py).
       device_trace='',
