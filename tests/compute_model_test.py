@@ -1,7 +1,8 @@
 """--compute_model: per-layer costs of Keras models, and the flops compute time."""
 
-import os
+import csv
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -151,7 +152,9 @@ class ExperimentTest(absltest.TestCase):
     config_util.validate(_config(backward_factor=2.0, compute_model='fedscale'),
                          setup.choices())
 
-  def test_cli_writes_the_resolved_model_and_clients_csv_shows_compute(self):
+  def test_cli_run_files(self):
+    # config.json records the resolved compute model, clients.csv the compute
+    # seconds, metrics.csv the accuracy spread, which the report plots.
     with tempfile.TemporaryDirectory() as out:
       subprocess.run(
           [sys.executable, '-m', 'tf_fedscale.experiments.run', f'--output_dir={out}',
@@ -165,6 +168,12 @@ class ExperimentTest(absltest.TestCase):
         header = f.readline().strip().split(',')
         row = dict(zip(header, f.readline().strip().split(',')))
       self.assertGreater(float(row['compute_s']), 0.0)
+      with open(os.path.join(out, 'metrics.csv')) as f:
+        rows = list(csv.DictReader(f))
+      spread = [float(rows[-1][f'eval_accuracy_{k}']) for k in ('worst10', 'p10', 'p50',
+                                                               'p90')]
+      self.assertEqual(spread, sorted(spread))
+      self.assertTrue(os.path.isfile(os.path.join(out, 'report', 'accuracy_spread.png')))
 
 
 if __name__ == '__main__':

@@ -55,14 +55,14 @@ class ValidateComputeTest(cases.SharedDataTestCase):
                           capture_output=True, text=True,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    self.assertEqual([(r['phone'], r['speed']) for r in records],
-                     [(p, s) for p in flash_grids.PHONE_SOCS
-                      for s in ('cpu_f_score', 'fitted_to_phone')]
-                     + [('all', 'cpu_f_score'), ('all', 'fitted_to_phone')])
+    variants = [('flops', 'cpu_f_score'), ('flops', 'fitted_to_phone'),
+                ('fedscale', 'cpu_f_score')]
+    self.assertEqual([(r['phone'], r['compute_model'], r['speed']) for r in records],
+                     [(p, *v) for p in [*flash_grids.PHONE_SOCS, 'all'] for v in variants])
     speeds = flash_grids.phone_speeds(SHARED)
     grids = {p: flash_grids.read_grid(SHARED, p) for p in speeds}
     pooled = []
-    for record in records[:-2:2]:
+    for record in records[:-3:3]:
       phone = record['phone']
       self.assertNotIn(phone, record['trained_on'])
       rows = np.concatenate([g.features / (speeds[p] * g.seconds[:, None])
@@ -77,9 +77,17 @@ class ValidateComputeTest(cases.SharedDataTestCase):
       self.assertAlmostEqual(record['p90_abs_pct_error'], np.quantile(errors, 0.9),
                              delta=0.05)
       self.assertEqual(record['points'], 60_000)
-    self.assertAlmostEqual(records[-2]['median_abs_pct_error'],
+      # FedScale's rule: time = c x batch / speed, c fitted to the two phones.
+      a = np.concatenate([g.batch_size / (speeds[p] * g.seconds)
+                          for p, g in grids.items() if p != phone])
+      c = np.linalg.lstsq(a[:, None], np.ones(len(a)), rcond=None)[0][0]
+      fedscale = np.abs(c * grids[phone].batch_size / speeds[phone]
+                        / grids[phone].seconds - 1) * 100
+      self.assertAlmostEqual(records[records.index(record) + 2]['median_abs_pct_error'],
+                             np.median(fedscale), delta=0.05)
+    self.assertAlmostEqual(records[-3]['median_abs_pct_error'],
                            np.median(np.concatenate(pooled)), delta=0.05)
-    self.assertEqual(records[-2]['points'], 180_000)
+    self.assertEqual(records[-3]['points'], 180_000)
 
   def test_coefficients_are_non_negative_and_predict_the_fitted_phones(self):
     coefficients = model_cost.StepCoefficients(**calibrated.COMPUTE_COST)

@@ -49,12 +49,13 @@ REFERENCE_BATCH = 20
 @dataclasses.dataclass(frozen=True)
 class Grid:
   """One phone's measurements: features [points, 4] (`step_features`),
-  seconds [points], layer name per point."""
+  seconds [points], layer name and batch size per point."""
 
   phone: str
   features: np.ndarray
   seconds: np.ndarray
   layer: np.ndarray
+  batch_size: np.ndarray
 
 
 def layer_cost(layer: str, inputs, outputs, seq_len) -> model_cost.Cost:
@@ -102,7 +103,7 @@ def step_features(cost: model_cost.Cost, batch_size) -> np.ndarray:
 
 
 def read_grid(shared_dir: str, phone: str) -> Grid:
-  features, seconds, layers = [], [], []
+  features, seconds, layers, batches = [], [], [], []
   for layer in LAYERS:
     with open(os.path.join(shared_dir, FLASH, 'regression', phone, f'{layer}.json')) as f:
       grid = json.load(f)
@@ -111,8 +112,9 @@ def read_grid(shared_dir: str, phone: str) -> Grid:
     features.append(step_features(layer_cost(layer, inputs, outputs, seq_len), batch))
     seconds.append(np.asarray(grid['Y'], np.float64).ravel())
     layers.append(np.full(len(x), layer))
+    batches.append(batch)
   return Grid(phone, np.concatenate(features), np.concatenate(seconds),
-              np.concatenate(layers))
+              np.concatenate(layers), np.concatenate(batches))
 
 
 def soc_cpu_f_scores(shared_dir: str) -> dict[str, float]:
