@@ -62,6 +62,24 @@ class ChooseEvalClientsTest(absltest.TestCase):
     self.assertNotEqual(sample, evaluation.choose_eval_clients(ids, 10, seed=2))
 
 
+class _HitRate(tf.keras.metrics.Metric):
+  """hits / (hits + misses) of the argmax: two state variables, not a Mean."""
+
+  def __init__(self, name='hit_rate', dtype=None):
+    super().__init__(name=name, dtype=dtype)
+    self.hits = self.add_weight('hits', initializer='zeros')
+    self.misses = self.add_weight('misses', initializer='zeros')
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    del sample_weight
+    hit = tf.cast(tf.equal(tf.cast(y_true, tf.int64), tf.argmax(y_pred, -1)), tf.float32)
+    self.hits.assign_add(tf.reduce_sum(hit))
+    self.misses.assign_add(tf.reduce_sum(1.0 - hit))
+
+  def result(self):
+    return self.hits / (self.hits + self.misses)
+
+
 class AccuracySpreadTest(absltest.TestCase):
 
   def _histogram(self, values):
@@ -107,7 +125,8 @@ class FederatedEvaluationSpreadTest(absltest.TestCase):
     super().setUpClass()
     cls.worker = cls.enterClassContext(runtime.local_context())
 
-  def _evaluation(self, num_clients: int) -> evaluation.FederatedEvaluation:
+  def _evaluation(self, num_clients: int,
+                  metric: str = 'accuracy') -> evaluation.FederatedEvaluation:
     data = {str(i): (np.zeros((10, 2), np.float32),
                      np.array([0] * i + [1] * (10 - i), np.int32))
             for i in range(num_clients)}
@@ -124,7 +143,8 @@ class FederatedEvaluationSpreadTest(absltest.TestCase):
           keras_model(), loss=tf.keras.losses.SparseCategoricalCrossentropy(True),
           input_spec=(tf.TensorSpec([None, *x_spec.shape], x_spec.dtype),
                       tf.TensorSpec([None, *y_spec.shape], y_spec.dtype)),
-          metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+          metrics=[tf.keras.metrics.SparseCategoricalAccuracy() if metric == 'accuracy'
+                   else _HitRate(name='hit_rate')])
 
     self.weights = tff.learning.models.ModelWeights.from_model(keras_model())
     return evaluation.FederatedEvaluation(model_fn, client_data, client_data.client_ids,
@@ -137,6 +157,14 @@ class FederatedEvaluationSpreadTest(absltest.TestCase):
     self.assertAlmostEqual(result['eval_accuracy'], sum(values) / len(values), places=6)
     for key, value in _expected_spread(values).items():
       self.assertAlmostEqual(result[key], value, places=6, msg=key)
+
+  def test_a_metric_that_is_no_mean_has_no_spread(self):
+    # Like recall's (true positives, false negatives), its state is no (total, count).
+    evaluator = self._evaluation(3, metric='hit_rate')
+    result = evaluator.evaluate(self.weights)
+    self.assertFalse(math.isnan(result['eval_accuracy']))
+    for key in evaluation.SPREAD_KEYS:
+      self.assertTrue(math.isnan(result[key]), key)
 
   def test_the_evaluation_keeps_a_map_reduce_form(self):
     process = self._evaluation(3)._process  # pylint: disable=protected-access

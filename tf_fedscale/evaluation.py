@@ -96,15 +96,17 @@ def _ceil(x: float) -> int:
 
 class ClientSpreadModel(tff.learning.models.VariableModel):
   """`model` whose local metrics also hold the histogram of this client's
-  headline metric (`_accuracy`'s pick, when its state is Keras' (total,
-  count)); everything else is `model`'s."""
+  headline metric (`_accuracy`'s pick, when it is a Keras `Mean`, whose state
+  is (total, count): accuracies are; recall is not); everything else is
+  `model`'s."""
 
   def __init__(self, model: tff.learning.models.VariableModel):
     self._model = model
     names = [n for n in model.metric_finalizers() if n not in _COUNTERS]
     headline = ([n for n in names if 'accuracy' in n] or names)[:1]
-    unfinalized = model.report_local_unfinalized_metrics()
-    self._metric = next((n for n in headline if len(unfinalized[n]) == 2), None)
+    means = {m.name for m in getattr(model, 'get_metrics', list)()
+             if isinstance(m, tf.keras.metrics.Mean)}
+    self._metric = next((n for n in headline if n in means), None)
 
   @property
   def trainable_variables(self):
