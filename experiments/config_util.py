@@ -12,6 +12,7 @@ import ml_collections
 from tf_fedscale import lr_schedule
 from tf_fedscale import placement
 from tf_fedscale.experiments.configs import default as default_config
+from tf_fedscale.traces import compute_model
 
 
 ASYNC_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedadagrad')
@@ -127,7 +128,8 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'must be >= 0, got {config.proximal_strength}.')
   for key in ('max_concurrency', 'buffer_size', 'max_staleness'):
     _require(config[key] >= 0, key, f'must be >= 0, got {config[key]}.')
-  _require(resolved_compute_model(config) != 'flops' or config.backward_factor == 3.0,
+  _require(resolved_compute_model(config) != 'flops'
+           or config.backward_factor == compute_model.CALIBRATED_BACKWARD_FACTOR,
            'backward_factor', '--compute_model=flops counts the backward pass in its '
            f'FLOPs (x3), got --backward_factor={config.backward_factor}; leave it at 3.0 '
            'or use --compute_model=fedscale.')

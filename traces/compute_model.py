@@ -17,13 +17,14 @@ import dataclasses
 
 from tf_fedscale import model_cost
 from tf_fedscale import population as population_lib
+from tf_fedscale.traces import calibrate
 from tf_fedscale.traces import calibrated
 from tf_fedscale.traces import flash_grids
 
 COMPUTE_MODELS = ('fedscale', 'flops')
-# Training / inference cost the default trace's milliseconds are divided by
-# (traces/calibrate.py); the flops model counts the backward pass itself.
-CALIBRATED_BACKWARD_FACTOR = 3.0
+# Training / inference cost the default trace's milliseconds were divided by;
+# the flops model counts the backward pass itself, so it must stay this.
+CALIBRATED_BACKWARD_FACTOR = calibrate.BACKWARD_FACTOR
 COEFFICIENTS = model_cost.StepCoefficients(**calibrated.COMPUTE_COST)
 
 

@@ -4,10 +4,10 @@ FLASH (flash_device_profiles/regression/<phone>/<layer>.json, see its SOURCE.md)
 timed one training step of an embedding, an LSTM and an output layer over a grid
 of sizes on three phones: 20,000 points per layer and phone. Each point becomes
 the four features of `tf_fedscale.model_cost` (training FLOPs of the batch,
-trainable parameters, sequential steps, 1 for the step) counted by the same per-layer rules the
-simulator applies to Keras models. The embedding and LSTM grids include a
-2-unit output layer (FLASH's `get_layer_train_time` subtracts one), counted
-here as well.
+trainable parameters, sequential steps, 1 for the step) counted by the same
+per-layer rules the simulator applies to Keras models. The embedding and LSTM
+grids include a 2-unit output layer (FLASH's `get_layer_train_time` subtracts
+one), counted here as well.
 
 A phone's relative speed is its SoC's CPU-F score in the AI-Benchmark SoC table
 (flash_trace_aggregates_and_aibenchmark_soc/ai_benchmark_data.csv; FP32
@@ -103,6 +103,7 @@ def step_features(cost: model_cost.Cost, batch_size) -> np.ndarray:
 
 
 def read_grid(shared_dir: str, phone: str) -> Grid:
+  """`phone`'s three layer grids under `shared_dir`, as one Grid."""
   features, seconds, layers, batches = [], [], [], []
   for layer in LAYERS:
     with open(os.path.join(shared_dir, FLASH, 'regression', phone, f'{layer}.json')) as f:
