@@ -13,6 +13,7 @@ from tf_fedscale import algorithms
 from tf_fedscale.engine import placement
 from tf_fedscale.experiments.configs import default as default_config
 from tf_fedscale import lr_schedule
+from tf_fedscale.traces import compute_model
 
 
 ASYNC_ALGORITHMS = ('fedavg', 'fedadam', 'fedyogi', 'fedscale-yogi', 'fedadagrad')
@@ -86,6 +87,15 @@ def apply_overrides(config: ml_collections.ConfigDict,
   return config
 
 
+def resolved_compute_model(config: ml_collections.ConfigDict) -> str:
+  """--compute_model=auto: flops on the generated default devices (calibrated
+  on the reference workload), fedscale on a --device_trace file (model-agnostic
+  milliseconds, FedScale's rule)."""
+  if config.compute_model != 'auto':
+    return config.compute_model
+  return 'fedscale' if config.device_trace else 'flops'
+
+
 def _require(condition: bool, flag: str, problem: str) -> None:
   if not condition:
     raise UsageError(f'--{flag}: {problem}')
@@ -119,6 +129,11 @@ def validate(config: ml_collections.ConfigDict, choices: Mapping[str, Any]) -> N
            f'must be >= 0, got {config.proximal_strength}.')
   for key in ('max_concurrency', 'buffer_size', 'max_staleness'):
     _require(config[key] >= 0, key, f'must be >= 0, got {config[key]}.')
+  _require(resolved_compute_model(config) != 'flops'
+           or config.backward_factor == compute_model.CALIBRATED_BACKWARD_FACTOR,
+           'backward_factor', '--compute_model=flops counts the backward pass in its '
+           f'FLOPs (x3), got --backward_factor={config.backward_factor}; leave it at 3.0 '
+           'or use --compute_model=fedscale.')
   _validate_mode(config)
   steps, epochs = config.local_steps, config.local_epochs
   _require(steps >= 0 and epochs >= 0, 'local_steps',

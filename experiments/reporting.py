@@ -164,6 +164,32 @@ def _plot_learning_curves(metrics, path: str, target: Optional[float]) -> None:
   plt.close(fig)
 
 
+SPREAD_COLUMNS = ('eval_accuracy_p10', 'eval_accuracy_p50', 'eval_accuracy_p90',
+                  'eval_accuracy_worst10')
+
+
+def _plot_accuracy_spread(metrics, path: str) -> None:
+  """Accuracy over test clients per evaluated round: the 10th-90th percentile
+  band, the median, the mean of the worst 10 % and the example-weighted mean."""
+  evaluated = ~np.isnan(metrics['eval_accuracy_p50'])
+  rounds = metrics['round'][evaluated]
+  fig, ax = plt.subplots(figsize=(7, 4))
+  ax.fill_between(rounds, metrics['eval_accuracy_p10'][evaluated],
+                  metrics['eval_accuracy_p90'][evaluated], color='tab:blue', alpha=0.25,
+                  label='10th-90th percentile')
+  ax.plot(rounds, metrics['eval_accuracy_p50'][evaluated], color='tab:blue', label='median')
+  ax.plot(rounds, metrics['eval_accuracy_worst10'][evaluated], color='tab:red', ls='--',
+          label='mean of the worst 10 %')
+  ax.plot(rounds, metrics['eval_accuracy'][evaluated], color='black', lw=1,
+          label='example-weighted mean')
+  ax.set(xlabel='round', ylabel='test accuracy of a client',
+         title='Accuracy across test clients over rounds')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def choose_timeline_round(clients: dict[str, np.ndarray]) -> int:
   """The latest round in which someone dropped out, else the latest round."""
   dropped = clients['round'][clients['status'] != 'completed']
@@ -313,6 +339,9 @@ def write_report(run_dir: str, target_accuracy: Optional[float] = None,
   clients = read_clients(run_dir)
   lines += [f'| {k} | {v} |' for k, v in summary_rows(metrics, target_accuracy, clients)]
   figures = ['accuracy_loss.png', 'system_cost.png']
+  if all(c in metrics for c in SPREAD_COLUMNS) and (~np.isnan(metrics[SPREAD_COLUMNS[1]])).any():
+    _plot_accuracy_spread(metrics, os.path.join(out, 'accuracy_spread.png'))
+    figures.append('accuracy_spread.png')
 
   if round_num is not None:
     name = f'timeline_round_{round_num}.png'

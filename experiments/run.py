@@ -63,6 +63,11 @@ _HELP = {
     'server_lr': 'Server learning rate.',
     'proximal_strength': 'FedProx mu.',
     'backward_factor': 'Training cost / inference cost per sample.',
+    'compute_model': ('Client compute time: fedscale (samples x the trace\'s ms per '
+                      'sample x backward_factor, whatever the model), flops (scaled by '
+                      'the model\'s counted training cost, fitted to FLASH\'s measured '
+                      'phones) or auto (flops on the default generated devices, '
+                      'fedscale on --device_trace).'),
     'client_mapping': 'Clients to trace rows: random (seeded) or modulo (FedScale).',
     'device_trace': ('Device speeds: native .csv/.npz or FedScale\'s '
                      'client_device_capacity pickle (unpickled only because you named '

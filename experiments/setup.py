@@ -23,6 +23,7 @@ from tf_fedscale import evaluation
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import output_dir as output_dir_lib
 from tf_fedscale.experiments import plugins as plugins_lib
+from tf_fedscale import keras_cost
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import lr_schedule
 from tf_fedscale import metrics
@@ -34,6 +35,7 @@ from tf_fedscale import selection
 from tf_fedscale import simulation
 from tf_fedscale.tasks import base as task_base
 from tf_fedscale.tasks import registry
+from tf_fedscale.traces import compute_model
 from tf_fedscale.traces import default as default_traces
 from tf_fedscale.traces import loader as trace_loader
 
@@ -49,6 +51,7 @@ def choices() -> dict[str, tuple[str, ...]]:
       'mode': ('sync', 'async'),
       'staleness_weighting': asynchronous.STALENESS_WEIGHTINGS,
       'dp_sampling': privacy.DP_SAMPLING,
+      'compute_model': ('auto', *compute_model.COMPUTE_MODELS),
   }
 
 
@@ -77,6 +80,28 @@ def build_population(config: ml_collections.ConfigDict,
       devices=devices, availability=availability,
       seed=config.seed, mapping=config.client_mapping,
       positions=getattr(task, 'train_positions', None))
+
+
+def apply_compute_model(config: ml_collections.ConfigDict, task: task_base.Task,
+                        population: population_lib.Population
+                        ) -> population_lib.Population:
+  """The population with --compute_model=flops's model-aware compute speeds
+  (traces/compute_model.py); unchanged under fedscale."""
+  if config_util.resolved_compute_model(config) != 'flops':
+    return population
+  x_spec, _ = task.train_data.element_type_structure
+  try:
+    cost = keras_cost.keras_model_cost(task.keras_model_fn(), x_spec.shape)
+  except ValueError as e:
+    raise config_util.UsageError(
+        f'--compute_model: flops cannot count the cost of task {config.task}\'s model '
+        f'({e}); use --compute_model=fedscale.') from e
+  factor = compute_model.flops_scale(cost, config.batch_size)
+  logging.info('--compute_model=flops: %.3g training FLOPs, %d parameters, %d '
+               'sequential steps per example; compute ms per sample x %.4g.',
+               cost.training_flops, cost.params, cost.sequential_steps, factor)
+  return dataclasses.replace(
+      population, devices=compute_model.scale_devices(population.devices, factor))
 
 
 @dataclasses.dataclass
@@ -226,6 +251,7 @@ def apply_task_defaults(config: ml_collections.ConfigDict,
   if algorithm not in algorithms.CLIENT_SGD_ALGORITHMS:  # their own client optimizer
     defaults.pop('client_momentum', None)
     defaults.pop('client_weight_decay', None)
+  defaults['compute_model'] = config_util.resolved_compute_model(config)
   return config_util.apply_overrides(config, defaults)
 
 
@@ -271,7 +297,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         cache_dir=config.cache_dir, options=config.task_options)
   except (ValueError, FileNotFoundError) as e:
     raise config_util.UsageError(registry.blame(e)) from e
-  population = build_population(config, task)
+  population = apply_compute_model(config, task, build_population(config, task))
   start_time_s = max(first_round_time_s(population, config.clients_per_round),
                      3600.0 * config.start_time_h)  # --start_time_h: not before
   if config.mode == 'async':

@@ -148,7 +148,7 @@ class ResumeTest(absltest.TestCase):
   def test_report_files_are_written(self):
     report = os.path.join(self.reference, 'report')
     for name in ('summary.md', 'accuracy_loss.png', 'system_cost.png',
-                 'client_accuracy.png'):
+                 'client_accuracy.png', 'accuracy_spread.png'):
       self.assertGreater(os.path.getsize(os.path.join(report, name)), 100, name)
     self.assertTrue(any(n.startswith('timeline_round_') for n in os.listdir(report)))
     result = subprocess.run(

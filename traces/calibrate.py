@@ -37,8 +37,15 @@ against and the source of each into `traces/calibrated.py`, which
   generated devices with a fixed seed) so that the generator's weekly online
   hours match the devices' 10/25/50/75/90th percentiles and mean; the slot
   shape (bedtime, daytime top-ups) is assumed (traces/default.py, ASSUMED).
+- compute cost of a model (COMPUTE_COST, for --compute_model=flops;
+  flash_device_profiles/regression and the AI-Benchmark SoC table): the
+  coefficients of `tf_fedscale.model_cost` fitted to all 60,000 points of the
+  three phones' grids (traces/flash_grids.py; `python -m
+  tf_fedscale.traces.validate_compute` measures how well they predict a phone
+  left out).
 """
 
+import dataclasses
 import json
 import os
 import pprint
@@ -49,6 +56,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from tf_fedscale.traces import flash_grids
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SHARED_DIR = os.path.join(REPO_ROOT, '..', 'shared')
 OUTPUT = os.path.join(REPO_ROOT, 'traces', 'calibrated.py')
@@ -58,11 +67,6 @@ AGGREGATES = os.path.join('datasets', 'flash_trace_aggregates_and_aibenchmark_so
 MIN_RAM_GB = 2.0  # FedScale keeps devices with more than 2 GB of RAM
 NPU_SPLIT_SCORE = 10_000.0  # the gap between the two clusters of AI Scores
 BACKWARD_FACTOR = 3.0  # FedScale's training / inference cost per sample
-# Reference workload on FLASH's grids: normalised (in, out, batch, seq) per layer.
-REFERENCE_LAYERS = {'embedding': (1.0, 0.25, 0.4, 1.0),  # 10,000 -> 250
-                    'lstm': (0.25, 0.25, 0.4, 1.0),  # 250 -> 250
-                    'output': (0.25, 1.0, 0.4, 1.0)}  # 250 -> 10,000
-REFERENCE_BATCH = 20
 ANCHORS = {'redmi_note8': 'Xiaomi Redmi Note 8', 'sumsung_note10': 'Samsung Galaxy Note10'}
 KBYTE_PER_S_TO_KBPS = 8.0
 Z95 = 1.6448536269514722  # standard normal 95th percentile
@@ -89,7 +93,7 @@ def ai_benchmark_phones(shared_dir: str) -> list[dict]:
 def reference_training_s(shared_dir: str, device: str) -> float:
   """Seconds of one training step of the reference model on a FLASH device."""
   total = 0.0
-  for layer, point in REFERENCE_LAYERS.items():
+  for layer, point in flash_grids.REFERENCE_LAYERS.items():
     grid = _read_json(shared_dir, FLASH, 'regression', device, f'{layer}.json')
     x = np.asarray(grid['X'], np.float64)
     hit = np.flatnonzero(np.all(np.isclose(x, point), axis=1))
@@ -108,7 +112,7 @@ def fit_compute(shared_dir: str) -> tuple[dict, dict]:
     entries = [p['ai_score'] for p in phones if p['model'] == model]
     anchor_scores[device] = float(np.exp(np.mean(np.log(entries))))
     anchors_ms[device] = (1000.0 * reference_training_s(shared_dir, device)
-                          / REFERENCE_BATCH / BACKWARD_FACTOR)
+                          / flash_grids.REFERENCE_BATCH / BACKWARD_FACTOR)
   # ms/sample = scale / AI Score, the scale from the two measured phones.
   scale = float(np.exp(np.mean([np.log(anchors_ms[d] * anchor_scores[d])
                                 for d in ANCHORS])))
@@ -153,6 +157,14 @@ def fit_network(shared_dir: str) -> tuple[dict, dict]:
   fitted['up_down_correlation'] = float(np.corrcoef(logs['down'], logs['up'])[0, 1])
   diagnostics['order_of_magnitude_sigma'] = ORDER_OF_MAGNITUDE_SIGMA
   return fitted, diagnostics
+
+
+def fit_compute_cost(shared_dir: str) -> tuple[dict, dict]:
+  """(StepCoefficients as a dict, diagnostics): fitted on every measured phone."""
+  speeds = flash_grids.phone_speeds(shared_dir)
+  grids = [flash_grids.read_grid(shared_dir, phone) for phone in speeds]
+  coefficients = dataclasses.asdict(flash_grids.fit(grids, speeds))
+  return coefficients, dict(phone_cpu_f_score=speeds)
 
 
 def weekly_charging_hours(shared_dir: str) -> np.ndarray:
@@ -254,17 +266,20 @@ SOURCES = {
 
 
 def calibrate(shared_dir: str) -> dict:
-  """Everything `traces/calibrated.py` holds: FITTED, TARGETS, DIAGNOSTICS."""
+  """Everything `traces/calibrated.py` holds: FITTED, COMPUTE_COST, TARGETS, DIAGNOSTICS."""
   compute, compute_diag = fit_compute(shared_dir)
   network, network_diag = fit_network(shared_dir)
   availability, availability_diag = fit_availability(shared_dir, {**compute, **network})
+  compute_cost, compute_cost_diag = fit_compute_cost(shared_dir)
   fitted = _rounded({**compute, **network, **availability})
   targets = dict(compute_ms_quantiles=compute_diag['phone_ms_quantiles'],
                  **availability_diag['target'])
-  diagnostics = _rounded(dict(compute=compute_diag, network=network_diag,
+  diagnostics = _rounded(dict(compute=compute_diag, compute_cost=compute_cost_diag,
+                              network=network_diag,
                               availability={k: v for k, v in availability_diag.items()
                                             if k != 'target'}))
-  return dict(FITTED=fitted, TARGETS=targets, DIAGNOSTICS=diagnostics)
+  return dict(FITTED=fitted, COMPUTE_COST=_rounded(compute_cost), TARGETS=targets,
+              DIAGNOSTICS=diagnostics)
 
 
 def render(result: dict) -> str:
@@ -273,10 +288,13 @@ def render(result: dict) -> str:
            '`python -m tf_fedscale.traces.calibrate` from ../shared (FLASH files); do not edit.',
            '',
            'FITTED feeds traces/default.py; SOURCES says where each number comes from;',
+           'COMPUTE_COST (tf_fedscale.model_cost.StepCoefficients) feeds',
+           'traces/compute_model.py;',
            'TARGETS are the data quantiles tests/traces_default_test.py checks the',
            'generator against; DIAGNOSTICS are for the record.',
            '"""', '']
   for name, value in (('FITTED', result['FITTED']), ('SOURCES', SOURCES),
+                      ('COMPUTE_COST', result['COMPUTE_COST']),
                       ('TARGETS', result['TARGETS']),
                       ('DIAGNOSTICS', result['DIAGNOSTICS'])):
     lines.append(f'{name} = {pprint.pformat(value, width=88, sort_dicts=False)}')

@@ -2,6 +2,8 @@
 `python -m tf_fedscale.traces.calibrate` from ../shared (FLASH files); do not edit.
 
 FITTED feeds traces/default.py; SOURCES says where each number comes from;
+COMPUTE_COST (tf_fedscale.model_cost.StepCoefficients) feeds
+traces/compute_model.py;
 TARGETS are the data quantiles tests/traces_default_test.py checks the
 generator against; DIAGNOSTICS are for the record.
 """
@@ -45,6 +47,11 @@ SOURCES = {'compute_median_ms': 'AI-Benchmark phones > 2 GB RAM with AI Score < 
  'night_median_h': 'fitted to weekly charging hours of 1,000 FLASH devices',
  'day_logit': 'fitted to weekly charging hours of 1,000 FLASH devices'}
 
+COMPUTE_COST = {'s_per_flop': 2.782e-09,
+ 's_per_param': 3.879e-07,
+ 's_per_sequential_step': 1.004,
+ 's_per_step': 0.8809}
+
 TARGETS = {'compute_ms_quantiles': {0.1: 7.543, 0.25: 8.567, 0.5: 31.5, 0.75: 50.88, 0.9: 74.37},
  'weekly_online_hours_quantiles': {0.1: 4.0,
                                    0.25: 9.275,
@@ -65,6 +72,9 @@ DIAGNOSTICS = {'compute': {'phones': 254,
                                     0.5: 31.5,
                                     0.75: 50.88,
                                     0.9: 74.37}},
+ 'compute_cost': {'phone_cpu_f_score': {'nexus6': 15.0,
+                                        'redmi_note8': 19.0,
+                                        'sumsung_note10': 46.96}},
  'network': {'users': 19,
              'download_sigma_flash': 0.6501,
              'download_user_mean_kbps_quantiles': {0.1: 26190.0,

@@ -36,6 +36,8 @@ def get_config() -> ml_collections.ConfigDict:
       client_weight_decay=0.0,
       proximal_strength=0.01,
       backward_factor=3.0,
+      # auto: flops on the default generated devices, fedscale on --device_trace.
+      compute_model='auto',
       client_mapping='random',
       # Traces: '' = the embedded default generator (traces/default.py).
       device_trace='',
