@@ -3,7 +3,7 @@ keeps their outputs; rerunning it says whether this code still produces them.
 
 A spec directory holds:
   spec.json       what to run (below)
-  runs/<variant>/seed_<s>/{metrics.csv, clients.csv, config.json}
+  outputs/<variant>/seed_<s>/{metrics.csv, clients.csv, config.json}
                   the committed outputs of every run
   PRODUCED.json   the commit that produced them (and whether its tree was
                   dirty), when, on what machine, and each run's wall seconds
@@ -50,7 +50,7 @@ from tf_fedscale.experiments import compare as compare_lib
 
 SPEC_FILE = 'spec.json'
 PROVENANCE_FILE = 'PRODUCED.json'
-RUNS_DIR = 'runs'
+RUNS_DIR = 'outputs'
 COMPARISONS_JSONL = 'comparisons.jsonl'
 COMPARISONS_TXT = 'comparisons.txt'
 CONFIG_FILE = 'config.json'
@@ -78,7 +78,7 @@ class Spec:
   comparisons: tuple[Mapping[str, Any], ...]
 
   def runs(self) -> list[tuple[str, list[str]]]:
-    """(run directory relative to runs/, experiments.run flags) of every run."""
+    """(run directory relative to outputs/, experiments.run flags) of every run."""
     return [(os.path.join(variant, f'seed_{seed}'),
              [*self.args, *args, f'--seed={seed}'])
             for variant, args in self.variants.items() for seed in self.seeds]
@@ -96,7 +96,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if not arg.startswith('--'):
       raise SpecError(f'{where}: {arg!r} is not a --flag of experiments.run.')
     if arg.split('=', 1)[0] in _SET_PER_RUN:
-      raise SpecError(f'{where}: {arg!r} is set per run by the spec (seeds, runs/); '
+      raise SpecError(f'{where}: {arg!r} is set per run by the spec (seeds, outputs/); '
                       'remove it.')
   return tuple(value)
 
@@ -260,7 +260,7 @@ def diff_config(label: str, committed: str, rerun: str) -> list[str]:
 
 
 def diff_runs(spec: Spec, committed: str, rerun: str) -> list[str]:
-  """Every difference between two runs/ trees of `spec` (none: they replay)."""
+  """Every difference between two outputs/ trees of `spec` (none: they replay)."""
   lines = []
   for name, _ in spec.runs():
     for file in (*CSV_FILES, CONFIG_FILE):
