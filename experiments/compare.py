@@ -14,7 +14,8 @@ Metrics, per run:
   rounds_to_accuracy  the round of that evaluation
   final_accuracy      the last evaluation's test accuracy
 
-Prints JSON lines on stdout (one `pair` per seed, then the `summary`: means, the
+Prints JSON lines on stdout (one `pair` per seed, then the `summary`: the config
+keys on which paired runs differ, means, the
 mean paired difference B - A with a 95 % t-interval over the per-seed
 differences, and the geometric mean of the ratios B / A with a 95 % t-interval
 over their logarithms) and a short table on stderr. When a run never reaches
@@ -31,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 from absl import flags
+from absl import logging
 import numpy as np
 from scipy import stats
 
@@ -186,8 +188,22 @@ def compare(runs_a: str, runs_b: str, metric: str,
                     'ratio': b[seed] / a[seed] if finite and a[seed] > 0 else None,
                     'run_a': dirs_a[seed], 'run_b': dirs_b[seed]})
   records.append({'kind': 'summary', **common, 'runs_a': runs_a, 'runs_b': runs_b,
+                  'config_differences': config_differences(dirs_a, dirs_b),
                   **paired_summary(a, b)})
   return records
+
+
+def config_differences(dirs_a: Mapping[int, str], dirs_b: Mapping[int, str]) -> list[str]:
+  """The config keys on which some pair of runs differs: what the comparison
+  compares, and nothing else if the runs were made to be paired."""
+  keys = set()
+  for seed, dir_a in dirs_a.items():
+    with open(os.path.join(dir_a, CONFIG_FILE)) as f:
+      config_a = json.load(f)
+    with open(os.path.join(dirs_b[seed], CONFIG_FILE)) as f:
+      config_b = json.load(f)
+    keys |= {k for k in set(config_a) | set(config_b) if config_a.get(k) != config_b.get(k)}
+  return sorted(keys)
 
 
 def _number(value: Optional[float]) -> str:
@@ -204,6 +220,7 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
     lines.append(f'{r["seed"]:>6}  {_number(r["a"]):>10}  {_number(r["b"]):>10}  '
                  f'{_number(r["difference"]):>10}  {_number(r["ratio"]):>8}')
   ci = lambda pair: f'[{_number(pair[0])}, {_number(pair[1])}]' if pair else 'n/a'
+  lines.append(f'A and B differ in: {", ".join(summary["config_differences"]) or "nothing"}')
   lines.append(f'mean A {_number(summary["mean_a"])}, mean B {_number(summary["mean_b"])}; '
                f'B - A {_number(summary["mean_difference"])} (95 % CI '
                f'{ci(summary["difference_ci95"])}); B / A {_number(summary["geomean_ratio"])} '
@@ -216,7 +233,6 @@ def format_table(records: Sequence[Mapping[str, Any]]) -> str:
 
 def main(argv: Sequence[str]) -> None:
   if not flags.FLAGS['verbosity'].present:
-    from absl import logging  # pylint: disable=g-import-not-at-top
     logging.set_verbosity(logging.WARNING)
   if len(argv) != 3:
     cli.fail(f'expected two run directories RUNS_A RUNS_B, got {list(argv[1:])}.')

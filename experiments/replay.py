@@ -289,8 +289,12 @@ def check_committed(spec: Spec) -> None:
 
 
 def _git(*args: str) -> str:
-  return subprocess.run(['git', *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                        check=True).stdout
+  try:
+    return subprocess.run(['git', *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True).stdout
+  except (OSError, subprocess.CalledProcessError) as e:
+    raise SpecError(f'--regenerate: cannot ask git for the producing commit in {REPO_ROOT} '
+                    f'({e}); regenerate from a git clone of the project.') from e
 
 
 def provenance(spec_dir: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ T_975_2DF = 4.302652729911275   # Student's t, 97.5th percentile, 2 degrees of f
 START_S = 43200.0               # runs start at noon: times count from round 0
 
 
-def write_run(directory: str, seed: int, evaluations: list[tuple[int, float, float]]) -> None:
+def write_run(directory: str, seed: int, evaluations: list[tuple[int, float, float]],
+              selector: str = 'uniform') -> None:
   """A run whose metrics.csv has round 0 at START_S, the given (round,
   seconds since the start, accuracy) evaluations, and an unevaluated round
   between them (accuracy nan)."""
@@ -29,7 +30,7 @@ def write_run(directory: str, seed: int, evaluations: list[tuple[int, float, flo
   with open(os.path.join(directory, 'metrics.csv'), 'w') as f:
     f.write('\n'.join(rows) + '\n')
   with open(os.path.join(directory, 'config.json'), 'w') as f:
-    json.dump({'seed': seed, 'selector': 'x'}, f)
+    json.dump({'seed': seed, 'selector': selector, 'rounds': 6}, f)
 
 
 class CompareTest(absltest.TestCase):
@@ -45,7 +46,7 @@ class CompareTest(absltest.TestCase):
       write_run(os.path.join(self.a, f'seed_{seed}'), seed,
                 [(2, ta / 2, 0.3), (4, ta, 0.5), (6, ta + 40, 0.45)])
       write_run(os.path.join(self.b, 'nested', f's{seed}'), seed,
-                [(2, tb / 2, 0.49), (4, tb, 0.6), (6, tb + 40, 0.7)])
+                [(2, tb / 2, 0.49), (4, tb, 0.6), (6, tb + 40, 0.7)], selector='oort')
 
   def test_time_to_accuracy_counts_from_round_0_and_the_first_evaluation_at_target(self):
     run = os.path.join(self.a, 'seed_1')
@@ -65,6 +66,7 @@ class CompareTest(absltest.TestCase):
     # Differences -50, -50, -100: mean -200/3, sample sd sqrt(2500/3), se sd/sqrt(3).
     half = T_975_2DF * math.sqrt(2500 / 3) / math.sqrt(3)
     self.assertEqual(summary['n'], 3)
+    self.assertEqual(summary['config_differences'], ['selector'])
     self.assertAlmostEqual(summary['mean_a'], 200.0)
     self.assertAlmostEqual(summary['mean_b'], 400 / 3)
     self.assertAlmostEqual(summary['mean_difference'], -200 / 3)

@@ -131,6 +131,18 @@ class SpecTest(absltest.TestCase):
     with self.assertRaisesRegex(replay.SpecError, 'cannot read'):
       replay.load_spec(self.enterContext(tempfile.TemporaryDirectory()))
 
+  def test_every_committed_spec_loads(self):
+    specs = os.path.join(ROOT, 'benchmarks', 'reproductions')
+    if not os.path.isdir(specs):
+      self.skipTest(f'{specs} is not part of this tree')
+    names = sorted(os.listdir(specs))
+    self.assertIn('smoke', names)
+    for name in names:
+      with self.subTest(name):
+        spec = replay.load_spec(os.path.join(specs, name))
+        self.assertNotEmpty(spec.description)
+        self.assertIn('--execution=inprocess', spec.args)
+
   def test_datasets_placeholder_needs_the_directory(self):
     spec = self._load(dict(TINY_SPEC, args=['--data_dir={datasets}/femnist']))
     self.assertTrue(spec.uses_datasets)
