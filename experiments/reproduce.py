@@ -26,6 +26,13 @@ evaluation period and the round count stay the experiment's):
 Writes <output_dir>/<experiment>.csv (one row per variant and evaluated
 round), <experiment>.png, <experiment>_summary.txt, and each variant's full
 run (metrics.csv, clients.csv) under <output_dir>/<experiment>/<variant>/.
+
+Committed figures replay from a spec directory (experiments/replay.py):
+  python -m tf_fedscale.experiments.reproduce --check=benchmarks/reproductions/smoke
+  python -m tf_fedscale.experiments.reproduce --regenerate=benchmarks/reproductions/smoke
+--check reruns the spec's runs and exits 0 when they equal the committed
+outputs, 1 (listing the differences) when not; --regenerate replaces them and
+records the producing commit.
 """
 
 import csv
@@ -33,6 +40,7 @@ import dataclasses
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 
@@ -43,8 +51,9 @@ from tf_fedscale import availability
 from tf_fedscale import cli
 from tf_fedscale.engine import runtime
 from tf_fedscale.experiments import config_util
-from tf_fedscale.experiments.configs import default as default_config
+from tf_fedscale.experiments import replay
 from tf_fedscale.experiments import setup
+from tf_fedscale.experiments.configs import default as default_config
 from tf_fedscale import population as population_lib
 
 _EXPERIMENT = flags.DEFINE_enum('experiment', 'all', ['a', 'b', 'c', 'd', 'e', 'all'],
@@ -59,6 +68,17 @@ _SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per variant (seed, seed+1, ...)
                               'curves and summaries average over them.')
 _SET = flags.DEFINE_multi_string(
     'set', [], 'Config overrides for every variant, e.g. --set=local_steps=10.')
+_CHECK = flags.DEFINE_string(
+    'check', None, 'Spec directory: rerun its runs and compare them with its committed '
+    'outputs (exit 0 equal, 1 different).')
+_REGENERATE = flags.DEFINE_string(
+    'regenerate', None, 'Spec directory: rerun its runs and replace its committed '
+    'outputs, recording the producing commit.')
+_DATASETS_DIR = flags.DEFINE_string(
+    'datasets_dir', None, 'With --check/--regenerate: what {datasets} in a spec stands for '
+    '(default: $TF_FEDSCALE_DATASETS, else ../shared/datasets beside the checkout).')
+_EXPERIMENT_FLAGS = ('experiment', 'output_dir', 'rounds', 'task', 'data_dir', 'seed',
+                     'seeds', 'set')
 
 COLUMNS = ('variant', 'seed', 'round', 'virtual_time_s', 'eval_accuracy', 'eval_loss',
            'train_loss', 'completed', 'dropped', 'stragglers', 'round_duration_s')
@@ -280,9 +300,50 @@ def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
   print('\n'.join(lines), flush=True)
 
 
+def _log(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
+
+
+def replay_main() -> None:
+  """--check or --regenerate: exits 0 (equal, or regenerated), 1 (different)
+  or 2 (bad input)."""
+  if _CHECK.value is not None and _REGENERATE.value is not None:
+    cli.fail('--check and --regenerate: pass one of them.')
+  mode = 'check' if _CHECK.value is not None else 'regenerate'
+  given = [f'--{k}' for k in _EXPERIMENT_FLAGS if flags.FLAGS[k].present]
+  if given:
+    cli.fail(f'--{mode} takes no {", ".join(given)}: the spec names its runs; drop them.')
+  datasets_dir = os.path.abspath(_DATASETS_DIR.value or replay.default_datasets_dir())
+  try:
+    spec = replay.load_spec(_CHECK.value or _REGENERATE.value)
+    if mode == 'regenerate':
+      produced = replay.regenerate(spec, datasets_dir, _log)
+      print(f'regenerated {spec.directory} at commit {produced["commit"]}'
+            f'{" (dirty tree)" if produced["dirty"] else ""}')
+      return
+    differences, rerun = replay.check(spec, datasets_dir, _log)
+  except replay.SpecError as e:
+    cli.fail(str(e))
+  if not differences:
+    print(f'{spec.directory}: {len(spec.runs())} runs replay (virtual times exact, '
+          f'other numbers to {replay.TOLERANCE:g})')
+    return
+  print(f'{spec.directory}: the rerun differs from the committed outputs '
+        f'({len(differences)} lines; rerun kept in {rerun}):')
+  print('\n'.join(f'  {line}' for line in differences))
+  print('If the change is meant to move these results, rerun with --regenerate and '
+        'commit the outputs.')
+  sys.exit(1)
+
+
 def main(argv: Sequence[str]) -> None:
   cli.start(argv)
   runtime.install_exit_hooks()  # stop TFF workers on exit and SIGTERM
+  if _CHECK.value is not None or _REGENERATE.value is not None:
+    replay_main()
+    return
+  if _DATASETS_DIR.value is not None:
+    cli.fail('--datasets_dir: only with --check or --regenerate; drop it.')
   names = sorted(EXPERIMENTS) if _EXPERIMENT.value == 'all' else [_EXPERIMENT.value]
   output_dir = _OUTPUT_DIR.value
   try:
