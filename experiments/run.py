@@ -22,6 +22,7 @@ import ml_collections
 # inside main() cannot build eager Sequential models.
 from tf_fedscale import checkpoint
 from tf_fedscale import cli
+from tf_fedscale import output_files
 from tf_fedscale import runtime
 from tf_fedscale import inprocess_engine
 from tf_fedscale.experiments import config_util
@@ -169,12 +170,15 @@ def claim_output_dir(output_dir: str, recheck: Callable[[], None]) -> output_dir
   except output_dir_lib.LockedError as e:
     cli.fail(f'--output_dir: {output_dir!r} is in use by pid {e.pid} (it holds {e.path}); '
              'wait for that run to end or choose another directory.')
+  except output_dir_lib.NotALockError as e:
+    cli.fail(f'--output_dir: {e}, so it is not used as the run\'s lock; remove it or '
+             'choose another directory.')
   except OSError as e:
     cli.fail(f'--output_dir: cannot create or lock {output_dir!r} ({e.strerror or e}); '
              'choose another directory.')
   if stale_pid:
-    logging.warning('took over %s from pid %d, which is no longer running',
-                    lock.path, stale_pid)
+    logging.warning('took over %s: the run that wrote it (pid %d) ended without '
+                    'removing it', lock.path, stale_pid)
   try:
     recheck()
   except config_util.UsageError as e:
@@ -209,6 +213,11 @@ def main(argv: Sequence[str]) -> None:
     if not resume:
       output_dir_lib.prepare(output_dir, config.to_dict())
     run(experiment, output_dir, resume)
+  except output_files.WriteError as e:
+    cli.fail(f'--output_dir: {e}; free space or make it writable, then continue with '
+             '--resume (the same flags).')
+  except KeyboardInterrupt:
+    cli.interrupted('continue with --resume (the same flags).')
   finally:
     lock.release()
 
@@ -222,13 +231,17 @@ def run(experiment: setup.Experiment, output_dir: str, resume: bool) -> None:
   except config_util.UsageError as e:   # found on resume, before any round ran
     cli.fail(str(e))
   except checkpoint.CorruptCheckpointError as e:
-    cli.fail(f'--resume: {e}; the earlier checkpoints are rounds {e.previous}: '
-             f'move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}{e.version} '
-             'aside to resume from the newest of them.')
+    then = (f'it continues from round {e.previous[-1]}' if e.previous
+            else 'with no earlier checkpoint it starts over at round 0')
+    cli.fail(f'--resume: {e}; move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}'
+             f'{e.version} aside and resume again: {then}.')
   finally:
     progress.close()
   target = config.target_accuracy or None
-  written = reporting.write_report(output_dir, target)
+  try:
+    written = reporting.write_report(output_dir, target)
+  except reporting.RunFilesError as e:
+    cli.fail(f'--output_dir: the report cannot be made: {e}')
   print(reporting.format_table(reporting.run_summary(output_dir, target)))
   print(f'results in {output_dir}/ (metrics.csv, clients.csv); report: {written}')
 
