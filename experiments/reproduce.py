@@ -30,6 +30,7 @@ run (metrics.csv, clients.csv) under <output_dir>/<experiment>/<variant>/.
 
 import csv
 import dataclasses
+import io
 import math
 import os
 import shutil
@@ -41,6 +42,7 @@ import numpy as np
 
 from tf_fedscale import availability
 from tf_fedscale import cli
+from tf_fedscale import output_files
 from tf_fedscale import population as population_lib
 from tf_fedscale import runtime
 from tf_fedscale.experiments import config_util
@@ -250,10 +252,11 @@ def summarize(name: str, rows: list[dict]) -> list[str]:
 
 def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
   exp = EXPERIMENTS[name]
-  with open(os.path.join(output_dir, f'{name}.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, COLUMNS, lineterminator='\n')
-    writer.writeheader()
-    writer.writerows(rows)
+  table = io.StringIO()
+  writer = csv.DictWriter(table, COLUMNS, lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(rows)
+  output_files.write_text(os.path.join(output_dir, f'{name}.csv'), table.getvalue())
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -272,11 +275,11 @@ def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, f'{name}.png'), dpi=120)
+  output_files.save_figure(fig, os.path.join(output_dir, f'{name}.png'))
   plt.close(fig)
   lines = summarize(name, rows)
-  with open(os.path.join(output_dir, f'{name}_summary.txt'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  output_files.write_text(os.path.join(output_dir, f'{name}_summary.txt'),
+                          '\n'.join(lines) + '\n')
   print('\n'.join(lines), flush=True)
 
 

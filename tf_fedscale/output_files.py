@@ -9,9 +9,11 @@ vanished directory) raises `WriteError` naming the file and leaves no
 temporary file behind.
 """
 
+import io
 import os
 import stat
 import tempfile
+from typing import Any
 
 TEMP_SUFFIX = '.tmp'
 _OPEN_EXISTING = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -64,6 +66,18 @@ def replace(path: str, data: bytes) -> None:
     except OSError:
       pass
     raise WriteError(path, e) from e
+
+
+def write_text(path: str, text: str) -> None:
+  """`replace` with `text` in UTF-8."""
+  replace(path, text.encode('utf-8'))
+
+
+def save_figure(figure: Any, path: str, dpi: int = 120) -> None:
+  """Saves a matplotlib figure as the PNG `path` (through `replace`)."""
+  png = io.BytesIO()
+  figure.savefig(png, format='png', dpi=dpi)
+  replace(path, png.getvalue())
 
 
 def append(path: str, data: bytes) -> None:
