@@ -173,8 +173,7 @@ def cut_after(output_dir: str, round_num: Optional[int]) -> None:
     path = os.path.join(output_dir, name)
     rerun |= bool(found.rounds) and found.rounds[-1] > keep or bool(found.damage)
     round_csv.cut_after(path, found, keep)
-  for name in (*ROUND_CSVS, *CLIENT_LOGS, CLIENT_ACCURACY_FILE, CONFIG_FILE):
-    output_files.remove_temporaries(os.path.join(output_dir, name))
+  remove_temporaries(output_dir)
   accuracy = os.path.join(output_dir, CLIENT_ACCURACY_FILE)
   if rerun and os.path.lexists(accuracy):
     try:
@@ -183,8 +182,18 @@ def cut_after(output_dir: str, round_num: Optional[int]) -> None:
       raise output_files.WriteError(accuracy, e) from e
 
 
+def remove_temporaries(output_dir: str) -> None:
+  """Removes what killed writes of result files (and of the report) left behind."""
+  output_files.remove_temporaries(output_dir, RESULT_FILES)
+  report = os.path.join(output_dir, reporting.REPORT_DIR)
+  if os.path.isdir(report) and not os.path.islink(report):
+    output_files.remove_temporaries(report)
+
+
 def prepare(output_dir: str, config_dict: Mapping[str, Any]) -> None:
-  """Clears earlier results (only reached with --overwrite) and saves the config."""
+  """Clears earlier results (only reached with --overwrite) and what killed
+  writes left, and saves the config."""
+  remove_temporaries(output_dir)
   for name in RESULT_FILES:
     path = os.path.join(output_dir, name)
     if os.path.isdir(path) and not os.path.islink(path):

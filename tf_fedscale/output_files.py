@@ -11,11 +11,14 @@ temporary file behind.
 
 import io
 import os
+import re
 import stat
 import tempfile
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Optional
 
 TEMP_SUFFIX = '.tmp'
+_TEMPORARY = re.compile(r'(.+)\.[A-Za-z0-9_]{8}' + re.escape(TEMP_SUFFIX))   # mkstemp's
 _OPEN_EXISTING = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -104,11 +107,13 @@ def truncate(path: str, size: int) -> None:
     raise WriteError(path, e) from e
 
 
-def remove_temporaries(path: str) -> None:
-  """Removes temporary files of `path` that a killed writer left behind."""
-  directory, name = os.path.split(os.path.abspath(path))
+def remove_temporaries(directory: str, names: Optional[Collection[str]] = None) -> None:
+  """Removes the temporary files that killed writers left in `directory` (of
+  the files `names` only, if given)."""
   for entry in os.scandir(directory):
-    if entry.name.startswith(f'{name}.') and entry.name.endswith(TEMP_SUFFIX):
+    match = _TEMPORARY.fullmatch(entry.name)
+    if match and (names is None or match.group(1) in names) and entry.is_file(
+        follow_symlinks=False):
       try:
         os.remove(entry.path)
       except OSError as e:
