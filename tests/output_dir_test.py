@@ -109,7 +109,7 @@ class OutputDirTest(absltest.TestCase):
            'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(7)))
     self._clients(''.join(f'{r},c{r},completed,0,1,1,1,3,10,5,5\n' for r in range(1, 7)))
     _write(os.path.join(self.dir, 'client_accuracy.csv'), 'client_id\n')
-    _write(os.path.join(self.dir, 'metrics.csv.abc123.tmp'), 'left by a kill')
+    _write(os.path.join(self.dir, 'metrics.csv.abc12345.tmp'), 'left by a kill')
     self.assertEqual(output_dir.last_intact_round(self.dir)[0], 5)
     self.assertEqual(output_dir.resume_round(self.dir, [2, 4, 6]), 4)
     output_dir.cut_after(self.dir, 4)
