@@ -307,6 +307,9 @@ def write_report(run_dir: str, target_accuracy: Optional[float] = None,
                 if os.path.exists(acc_path) else {})
 
   out = os.path.join(run_dir, REPORT_DIR)
+  if os.path.islink(out):
+    raise RunFilesError(f'{out} is a symbolic link, and a report is written only inside '
+                        'the run directory; remove it.')
   os.makedirs(out, exist_ok=True)
   _plot_learning_curves(metrics, os.path.join(out, 'accuracy_loss.png'), target_accuracy)
   _plot_system_cost(metrics, os.path.join(out, 'system_cost.png'))

@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import pickle
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -369,6 +370,10 @@ CASES = (
     Case('report_metrics_nul_in_a_value', REPORT, ['--run_dir={dir}/out'],
          "column 'round_duration_s' holds text",
          _run_dir(_metrics_csv(3).replace('\n1,60.0,60.0,', '\n1,60.0,6\x000.0,'))),
+    Case('report_dir_is_a_symlink', REPORT, ['--run_dir={dir}/out'],
+         'report is a symbolic link', lambda d: (
+             _run_dir()(d), shutil.rmtree(os.path.join(d, 'out', 'report')),
+             os.symlink(d, os.path.join(d, 'out', 'report')))),
     Case('report_no_run', REPORT, ['--run_dir={dir}/out'], '--run_dir'),
     Case('report_target_nan', REPORT,
          ['--run_dir={dir}/out', '--target_accuracy=nan'], '--target_accuracy', _run_dir()),
