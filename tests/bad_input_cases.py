@@ -413,15 +413,21 @@ CASES = (
 
 
 def snapshot(root: str) -> dict[str, str]:
-  """{relative path: sha256 of the content, or 'dir'} of everything under `root`."""
+  """{relative path: sha256 of the content, 'dir', or where a symbolic link
+  points} of everything under `root`."""
   out = {}
   for folder, dirs, files in os.walk(root):
-    for name in dirs:
-      out[os.path.relpath(os.path.join(folder, name), root)] = 'dir'
-    for name in files:
+    for name in dirs + files:
       path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+      if os.path.islink(path):
+        out[os.path.relpath(path, root)] = f'link to {os.readlink(path)}'
+      elif name in dirs:
+        out[os.path.relpath(path, root)] = 'dir'
+      elif os.path.isfile(path):
+        with open(path, 'rb') as f:
+          out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+      else:
+        out[os.path.relpath(path, root)] = 'special'
   return out
 
 
