@@ -11,7 +11,7 @@ kill mid-write leaves the previous version usable.
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 import tensorflow as tf
@@ -24,8 +24,13 @@ from tf_fedscale import runtime
 PREFIX = 'round_'
 
 
+def _is_temporary(name: str) -> bool:
+  """A directory TFF writes a checkpoint into before renaming it."""
+  return name.startswith(PREFIX) and '_temp' in name
+
+
 class CorruptCheckpointError(Exception):
-  """The newest checkpoint cannot be read; `.version` and `.previous` say which."""
+  """A checkpoint cannot be read: `.version` is its round, `.previous` the earlier ones."""
 
   def __init__(self, version: int, previous: list[int], cause: Exception):
     self.version = version
@@ -55,21 +60,25 @@ class Checkpointer:
 
   def save(self, round_num: int, state: Mapping[str, Any]) -> None:
     """Saves `state` (a nested structure of arrays) as round `round_num`;
-    raises output_files.WriteError when it cannot be written."""
+    raises output_files.WriteError when it cannot be written (and removes
+    what the failed save left)."""
     try:
       coroutines.run(self._manager.save(dict(state), round_num))
     except (OSError, tf.errors.OpError) as e:
+      self._remove(_is_temporary)
       raise output_files.WriteError(os.path.join(self.root_dir, f'{PREFIX}{round_num}'),
                                     e) from e
 
   def remove_after(self, round_num: int) -> None:
     """Removes the checkpoints of later rounds, and the temporary directories
     of a save that was killed (a resume from `round_num` writes them again)."""
-    if not os.path.isdir(self.root_dir):
-      return
-    later = {f'{PREFIX}{v}' for v in self.versions() if v > round_num}
+    if os.path.isdir(self.root_dir):
+      later = {f'{PREFIX}{v}' for v in self.versions() if v > round_num}
+      self._remove(lambda name: name in later or _is_temporary(name))
+
+  def _remove(self, doomed: Callable[[str], bool]) -> None:
     for entry in os.scandir(self.root_dir):
-      if entry.name in later or (entry.name.startswith(PREFIX) and '_temp' in entry.name):
+      if doomed(entry.name):
         try:
           shutil.rmtree(entry.path)
         except OSError as e:
