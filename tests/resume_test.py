@@ -193,6 +193,32 @@ class ResumeTest(absltest.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self._assert_same_results(moved)
 
+  def test_damaged_rows_move_the_resume_before_them_and_line_endings_are_kept(self):
+    # metrics.csv cut inside round 4's row (the newest checkpoint is round 6),
+    # a blank line and a bad round in clients.csv, CRLF line endings in clients.csv.
+    run_dir = os.path.join(self.tmp, 'damaged')
+    shutil.copytree(self.reference, run_dir)
+    def edit(name, change):
+      path = os.path.join(run_dir, name)
+      with open(path, 'rb') as f:
+        data = change(f.read())
+      with open(path, 'wb') as f:
+        f.write(data)
+    edit('metrics.csv', lambda b: b[:b.index(b'\r\n4,') + 12])
+    edit('clients.csv', lambda b: b.replace(b'\n', b'\r\n'))
+    for damage in (b'\r\n', b'x,1,completed,0,0,0,0,0,0,0,0\r\n'):
+      edit('clients.csv',
+           lambda b, damage=damage: b.replace(b'\r\n5,', b'\r\n' + damage + b'5,', 1))
+      result = _run(f'--output_dir={run_dir}', '--resume', *SMALL)
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      self.assertIn('from the checkpoint of round', result.stderr)
+      self.assertTrue(filecmp.cmp(os.path.join(self.reference, 'metrics.csv'),
+                                  os.path.join(run_dir, 'metrics.csv'), shallow=False))
+      with open(os.path.join(run_dir, 'clients.csv'), 'rb') as f:
+        crlf = f.read()
+      with open(os.path.join(self.reference, 'clients.csv'), 'rb') as f:
+        self.assertEqual(crlf, f.read().replace(b'\n', b'\r\n'))
+
   def test_resume_with_other_flags_is_refused_and_checkpoint_untouched(self):
     run_dir = os.path.join(self.tmp, 'refused')
     shutil.copytree(self.reference, run_dir)
