@@ -214,8 +214,9 @@ def main(argv: Sequence[str]) -> None:
       output_dir_lib.prepare(output_dir, config.to_dict())
     run(experiment, output_dir, resume)
   except output_files.WriteError as e:
-    cli.fail(f'--output_dir: {e}; free space or make it writable, then continue with '
-             '--resume (the same flags).')
+    started = os.path.exists(os.path.join(output_dir, output_dir_lib.CONFIG_FILE))
+    cli.fail(f'--output_dir: {e}; free space or make it writable, then '
+             f'{"continue with --resume (the same flags)" if started else "run again"}.')
   except KeyboardInterrupt:
     cli.interrupted('continue with --resume (the same flags).')
   finally:
