@@ -145,7 +145,7 @@ class ResumeTest(absltest.TestCase):
     errors = _error_lines(stderr)
     self.assertLen(errors, 1, stderr[-3000:])
     self.assertIn('No such file or directory', errors[0])
-    self.assertIn('--resume', errors[0])
+    self.assertIn('run again', errors[0])   # nothing is left to resume
     self.assertNotIn('Traceback', stderr)
 
   def test_immutable_metrics_csv_is_one_error_line_and_leaves_no_temporary_file(self):
