@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tf_fedscale import cli
 from tf_fedscale.engine import runtime
+from tf_fedscale import output_files
 from tf_fedscale.tasks import registry
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -119,7 +120,7 @@ def plot_cdfs(stats: dict, output_dir: str) -> list[str]:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = os.path.join(output_dir, name)
-    fig.savefig(path, dpi=120)
+    output_files.save_figure(fig, path)
     plt.close(fig)
     written.append(path)
   return written
@@ -179,9 +180,11 @@ def main(argv: Sequence[str]) -> None:
   print(format_stats(stats))
   try:
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, 'stats.json'), 'w') as out:
-      json.dump({k: v for k, v in stats.items() if not k.startswith('_')}, out, indent=2)
+    output_files.write_text(os.path.join(output_dir, 'stats.json'), json.dumps(
+        {k: v for k, v in stats.items() if not k.startswith('_')}, indent=2))
     written = plot_cdfs(stats, output_dir)
+  except output_files.WriteError as e:
+    cli.fail(f'--output_dir: {e}.')
   except OSError as e:
     cli.fail(f'--output_dir: cannot write {e.filename or output_dir} ({e.strerror or e}).')
   print(f'wrote {os.path.join(output_dir, "stats.json")}' +

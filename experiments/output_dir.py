@@ -11,7 +11,8 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import stat
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from absl import logging
@@ -20,6 +21,8 @@ from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import reporting
 from tf_fedscale import cli
 from tf_fedscale import metrics
+from tf_fedscale import output_files
+from tf_fedscale import round_csv
 
 CONFIG_FILE = 'config.json'
 CLIENTS_FILE = 'clients.csv'
@@ -31,8 +34,10 @@ LOCK_FILE = 'run.lock'
 RESULT_FILES = (metrics.METRICS_FILE, metrics.WALL_CLOCK_FILE, CLIENTS_FILE,
                 CLIENT_ACCURACY_FILE, ASYNC_UPDATES_FILE, CONFIG_FILE, CHECKPOINT_DIR,
                 metrics.TENSORBOARD_DIR, reporting.REPORT_DIR)
-# Rows keyed by round (server step in async mode) in their first column.
+# Rows keyed by round (server step in async mode) in their first column: one
+# row per round from round 0, and the per-client logs (from round 1).
 ROUND_CSVS = (metrics.METRICS_FILE, metrics.WALL_CLOCK_FILE)
+CLIENT_LOGS = (CLIENTS_FILE, ASYNC_UPDATES_FILE)
 
 
 def check_path(output_dir: str) -> None:
@@ -88,8 +93,15 @@ def check_resumable(output_dir: str, config: Mapping[str, Any]) -> None:
   """Refuses to resume a run that is not there, is damaged beyond the rows a
   resume rewrites, or had other settings."""
   saved = read_saved_config(output_dir)
+  for name in RESULT_FILES:
+    path = os.path.join(output_dir, name)
+    if os.path.islink(path):
+      raise config_util.UsageError(
+          f'--resume: {path} is a symbolic link, and a run writes only inside '
+          '--output_dir; replace it with a copy of what it points to or start a new '
+          '--output_dir.')
   expected = {CLIENTS_FILE: list(metrics.TIMELINE_COLUMNS)}
-  for name in (*ROUND_CSVS, CLIENTS_FILE):
+  for name in (*ROUND_CSVS, *CLIENT_LOGS):
     path = os.path.join(output_dir, name)
     if not os.path.exists(path):
       continue
@@ -108,35 +120,88 @@ def check_resumable(output_dir: str, config: Mapping[str, Any]) -> None:
         'pass the run\'s values or start a new --output_dir.')
 
 
-def cut_to_checkpoint(output_dir: str, round_num: int) -> None:
-  """Drops rows after `round_num` and damaged rows (a half-written last one)
-  from the per-round CSVs, as a resume from that checkpoint rewrites them;
-  warns when rows up to the checkpoint are missing."""
+def _scans(output_dir: str) -> dict[str, round_csv.Scan]:
+  return {name: round_csv.scan(os.path.join(output_dir, name),
+                               consecutive=name in ROUND_CSVS)
+          for name in (*ROUND_CSVS, *CLIENT_LOGS)
+          if os.path.exists(os.path.join(output_dir, name))}
+
+
+def last_intact_round(output_dir: str) -> tuple[int, list[str]]:
+  """The last round whose rows are whole in every result CSV (-1: not even
+  round 0's), and the damage that ends the intact rows of each file.
+
+  A round's client rows are written (in one write) before its metrics.csv
+  and wall_clock.csv rows, so a kill leaves a round either whole or visibly
+  cut; a client log damaged after rows of round r may lack some of round r's.
+  """
+  scans = _scans(output_dir)
+  last = []
   for name in ROUND_CSVS:
+    rounds = scans[name].rounds if name in scans else []
+    last.append(rounds[-1] if rounds else -1)
+  for name in CLIENT_LOGS:
+    if name in scans and scans[name].damage:
+      last.append((scans[name].rounds or [1])[-1] - 1)
+  return min(last), [s.damage for s in scans.values() if s.damage]
+
+
+def resume_round(output_dir: str, checkpoints: Sequence[int]) -> Optional[int]:
+  """The checkpointed round a resume continues from: the newest one through
+  which every result file is intact; None (start over at round 0) if none is.
+  Logs why when a newer checkpoint is passed over."""
+  intact, damage = last_intact_round(output_dir)
+  usable = [v for v in checkpoints if v <= intact]
+  round_num = usable[-1] if usable else None
+  if checkpoints and checkpoints[-1] != round_num:
+    logging.warning(
+        '--resume: results are whole through round %d only (%s): the run resumes '
+        'from %s and runs the later rounds again', intact,
+        '; '.join(damage) or 'later rows are missing',
+        f'the checkpoint of round {round_num}' if usable else 'round 0')
+  return round_num
+
+
+def cut_after(output_dir: str, round_num: Optional[int]) -> None:
+  """Drops from every result CSV the rows after `round_num` (all rows when
+  None) and everything from a damaged line on, removes client_accuracy.csv
+  when rounds are run again (it is the final model's), and the temporary
+  files of killed writes. Untouched: files with nothing to drop."""
+  keep = -1 if round_num is None else round_num
+  rerun = False
+  for name, found in _scans(output_dir).items():
     path = os.path.join(output_dir, name)
-    if not os.path.exists(path):
-      continue
-    width = len(_csv_header(path))
-    metrics.keep_csv_rows(path, lambda _, row: (
-        len(row) == width and row[0].isdigit() and int(row[0]) <= round_num))
-    with open(path, newline='') as f:
-      kept = {int(row[0]) for row in list(csv.reader(f))[1:]}
-    missing = sorted(set(range(round_num + 1)) - kept)
-    if missing:
-      logging.warning('%s lacks rounds %s (damaged rows were dropped); the resumed run '
-                      'continues from round %d', path, missing, round_num)
+    rerun |= bool(found.rounds) and found.rounds[-1] > keep or bool(found.damage)
+    round_csv.cut_after(path, found, keep)
+  remove_temporaries(output_dir)
+  accuracy = os.path.join(output_dir, CLIENT_ACCURACY_FILE)
+  if rerun and os.path.lexists(accuracy):
+    try:
+      os.remove(accuracy)
+    except OSError as e:
+      raise output_files.WriteError(accuracy, e) from e
+
+
+def remove_temporaries(output_dir: str) -> None:
+  """Removes what killed writes of result files (and of the report) left behind."""
+  output_files.remove_temporaries(output_dir, RESULT_FILES)
+  report = os.path.join(output_dir, reporting.REPORT_DIR)
+  if os.path.isdir(report) and not os.path.islink(report):
+    output_files.remove_temporaries(report)
 
 
 def prepare(output_dir: str, config_dict: Mapping[str, Any]) -> None:
-  """Clears earlier results (only reached with --overwrite) and saves the config."""
+  """Clears earlier results (only reached with --overwrite) and what killed
+  writes left, and saves the config."""
+  remove_temporaries(output_dir)
   for name in RESULT_FILES:
     path = os.path.join(output_dir, name)
     if os.path.isdir(path) and not os.path.islink(path):
       shutil.rmtree(path)
     elif os.path.lexists(path):
       os.remove(path)
-  with open(os.path.join(output_dir, CONFIG_FILE), 'w') as f:
-    json.dump(dict(config_dict), f, indent=2, sort_keys=True, allow_nan=False)
+  text = json.dumps(dict(config_dict), indent=2, sort_keys=True, allow_nan=False)
+  output_files.replace(os.path.join(output_dir, CONFIG_FILE), text.encode())
 
 
 class LockedError(Exception):
@@ -147,25 +212,51 @@ class LockedError(Exception):
     self.path, self.pid = path, pid
 
 
+class NotALockError(Exception):
+  """`run.lock` is a symbolic link or not a regular file: never written through."""
+
+  def __init__(self, path: str):
+    super().__init__(f'{path} is a symbolic link or not a regular file')
+    self.path = path
+
+
 def _read_pid(fd: int) -> Optional[int]:
   text = os.pread(fd, 64, 0).decode(errors='replace').strip()
-  return int(text) if text.isdigit() else None
+  return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _open_lock(path: str) -> int:
+  """Opens (or creates) the lock file, refusing a symbolic link, a FIFO, a
+  directory or a device in its place."""
+  try:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                 | os.O_CLOEXEC, 0o644)
+  except OSError as e:
+    if os.path.islink(path) or os.path.isdir(path):
+      raise NotALockError(path) from e
+    raise
+  if not stat.S_ISREG(os.fstat(fd).st_mode):
+    os.close(fd)
+    raise NotALockError(path)
+  return fd
 
 
 class Lock:
   """An exclusive `flock` on `<directory>/run.lock`, which holds the owner's
   pid. The kernel releases it when its process dies, so a killed run's lock
-  is stale: the next run takes it over (and says so)."""
+  is stale: the next run takes it over (and says so). The file is opened
+  without following a symbolic link, and only a regular file is used."""
 
   def __init__(self, directory: str):
     self.path = os.path.join(directory, LOCK_FILE)
     self._fd: Optional[int] = None
 
   def acquire(self) -> Optional[int]:
-    """Takes the lock; returns the pid of a dead holder it took over (or None).
-    Raises LockedError naming the live holder."""
+    """Takes the lock; returns the pid written by a holder that ended without
+    releasing it (or None). Raises LockedError naming the live holder, and
+    NotALockError."""
     while True:
-      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      fd = _open_lock(self.path)
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
@@ -173,7 +264,7 @@ class Lock:
         os.close(fd)
         raise LockedError(self.path, pid) from None
       try:
-        same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
       except FileNotFoundError:
         same = False
       if same:  # not a file its holder removed while we opened it
@@ -186,8 +277,12 @@ class Lock:
     return previous if previous != os.getpid() else None
 
   def release(self) -> None:
+    """Removes the lock file (if still there: the directory may be gone) and unlocks."""
     if self._fd is None:
       return
-    os.remove(self.path)
+    try:
+      os.remove(self.path)
+    except FileNotFoundError:
+      pass
     os.close(self._fd)
     self._fd = None

@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 import tqdm
 
+from tf_fedscale import output_files
+
 REPORT_DIR = 'report'
 STATUS_COLORS = {'completed': 'tab:green', 'straggler': 'tab:gray',
                  'dropped_offline': 'tab:red', 'missed_deadline': 'tab:purple'}
@@ -160,7 +162,7 @@ def _plot_learning_curves(metrics, path: str, target: Optional[float]) -> None:
     axes[1, col].legend()
   fig.suptitle('Accuracy and loss over rounds and over virtual wall-clock time')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  output_files.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -222,7 +224,7 @@ def _plot_timeline(clients, round_num: int, path: str) -> None:
   ax.set(xlabel='seconds since round start', ylabel='invited clients (by end time)',
          title=f'Participant timeline, round {round_num}')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  output_files.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -237,7 +239,7 @@ def _plot_client_accuracy(client_acc, path: str) -> None:
   axes[1].legend()
   fig.suptitle('Final accuracy across test clients')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  output_files.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -259,7 +261,7 @@ def _plot_system_cost(metrics, path: str) -> None:
   axes[2].legend()
   fig.suptitle('System cost')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  output_files.save_figure(fig, path)
   plt.close(fig)
 
 
@@ -267,9 +269,9 @@ class RunFilesError(ValueError):
   """A run file the report needs is missing, cut or not a run's output."""
 
 
-METRICS_COLUMNS = ('round', 'virtual_time_s', 'train_loss', 'eval_loss', 'eval_accuracy',
-                   'completed', 'dropped', 'stragglers', 'missed_deadline', 'bytes_down',
-                   'bytes_up', 'client_compute_s')
+METRICS_COLUMNS = ('round', 'virtual_time_s', 'round_duration_s', 'train_loss', 'eval_loss',
+                   'eval_accuracy', 'completed', 'dropped', 'stragglers', 'missed_deadline',
+                   'bytes_down', 'bytes_up', 'client_compute_s')
 CLIENTS_COLUMNS = ('round', 'status', 'download_s', 'compute_s', 'upload_s', 'end_s')
 
 
@@ -331,6 +333,9 @@ def write_report(run_dir: str, target_accuracy: Optional[float] = None,
                 if os.path.exists(acc_path) else {})
 
   out = os.path.join(run_dir, REPORT_DIR)
+  if os.path.islink(out):
+    raise RunFilesError(f'{out} is a symbolic link, and a report is written only inside '
+                        'the run directory; remove it.')
   os.makedirs(out, exist_ok=True)
   _plot_learning_curves(metrics, os.path.join(out, 'accuracy_loss.png'), target_accuracy)
   _plot_system_cost(metrics, os.path.join(out, 'system_cost.png'))
@@ -361,6 +366,5 @@ def write_report(run_dir: str, target_accuracy: Optional[float] = None,
               f'- variance: {acc.var():.4f}']
   lines += ['', '## Figures', ''] + [f'![{f}]({f})' for f in figures]
   path = os.path.join(out, 'summary.md')
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  output_files.write_text(path, '\n'.join(lines) + '\n')
   return path

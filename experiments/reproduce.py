@@ -37,6 +37,7 @@ records the producing commit.
 
 import csv
 import dataclasses
+import io
 import math
 import os
 import shutil
@@ -51,9 +52,10 @@ from tf_fedscale import availability
 from tf_fedscale import cli
 from tf_fedscale.engine import runtime
 from tf_fedscale.experiments import config_util
+from tf_fedscale.experiments.configs import default as default_config
 from tf_fedscale.experiments import replay
 from tf_fedscale.experiments import setup
-from tf_fedscale.experiments.configs import default as default_config
+from tf_fedscale import output_files
 from tf_fedscale import population as population_lib
 
 _EXPERIMENT = flags.DEFINE_enum('experiment', 'all', ['a', 'b', 'c', 'd', 'e', 'all'],
@@ -270,10 +272,11 @@ def summarize(name: str, rows: list[dict]) -> list[str]:
 
 def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
   exp = EXPERIMENTS[name]
-  with open(os.path.join(output_dir, f'{name}.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, COLUMNS, lineterminator='\n')
-    writer.writeheader()
-    writer.writerows(rows)
+  table = io.StringIO()
+  writer = csv.DictWriter(table, COLUMNS, lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(rows)
+  output_files.write_text(os.path.join(output_dir, f'{name}.csv'), table.getvalue())
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -292,11 +295,11 @@ def write_outputs(name: str, rows: list[dict], output_dir: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, f'{name}.png'), dpi=120)
+  output_files.save_figure(fig, os.path.join(output_dir, f'{name}.png'))
   plt.close(fig)
   lines = summarize(name, rows)
-  with open(os.path.join(output_dir, f'{name}_summary.txt'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  output_files.write_text(os.path.join(output_dir, f'{name}_summary.txt'),
+                          '\n'.join(lines) + '\n')
   print('\n'.join(lines), flush=True)
 
 

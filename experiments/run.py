@@ -29,6 +29,7 @@ from tf_fedscale.experiments.configs import default as default_config
 from tf_fedscale.experiments import output_dir as output_dir_lib
 from tf_fedscale.experiments import reporting
 from tf_fedscale.experiments import setup
+from tf_fedscale import output_files
 
 _DEFAULTS = default_config.get_config()
 _HELP = {
@@ -181,12 +182,15 @@ def claim_output_dir(output_dir: str, recheck: Callable[[], None]) -> output_dir
   except output_dir_lib.LockedError as e:
     cli.fail(f'--output_dir: {output_dir!r} is in use by pid {e.pid} (it holds {e.path}); '
              'wait for that run to end or choose another directory.')
+  except output_dir_lib.NotALockError as e:
+    cli.fail(f'--output_dir: {e}, so it is not used as the run\'s lock; remove it or '
+             'choose another directory.')
   except OSError as e:
     cli.fail(f'--output_dir: cannot create or lock {output_dir!r} ({e.strerror or e}); '
              'choose another directory.')
   if stale_pid:
-    logging.warning('took over %s from pid %d, which is no longer running',
-                    lock.path, stale_pid)
+    logging.warning('took over %s: the run that wrote it (pid %d) ended without '
+                    'removing it', lock.path, stale_pid)
   try:
     recheck()
   except config_util.UsageError as e:
@@ -221,6 +225,12 @@ def main(argv: Sequence[str]) -> None:
     if not resume:
       output_dir_lib.prepare(output_dir, config.to_dict())
     run(experiment, output_dir, resume)
+  except output_files.WriteError as e:
+    started = os.path.exists(os.path.join(output_dir, output_dir_lib.CONFIG_FILE))
+    cli.fail(f'--output_dir: {e}; free space or make it writable, then '
+             f'{"continue with --resume (the same flags)" if started else "run again"}.')
+  except KeyboardInterrupt:
+    cli.interrupted('continue with --resume (the same flags).')
   finally:
     lock.release()
 
@@ -234,13 +244,17 @@ def run(experiment: setup.Experiment, output_dir: str, resume: bool) -> None:
   except config_util.UsageError as e:   # found on resume, before any round ran
     cli.fail(str(e))
   except checkpoint.CorruptCheckpointError as e:
-    cli.fail(f'--resume: {e}; the earlier checkpoints are rounds {e.previous}: '
-             f'move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}{e.version} '
-             'aside to resume from the newest of them.')
+    then = (f'it continues from round {e.previous[-1]}' if e.previous
+            else 'with no earlier checkpoint it starts over at round 0')
+    cli.fail(f'--resume: {e}; move {os.path.join(output_dir, "checkpoints", checkpoint.PREFIX)}'
+             f'{e.version} aside and resume again: {then}.')
   finally:
     progress.close()
   target = config.target_accuracy or None
-  written = reporting.write_report(output_dir, target)
+  try:
+    written = reporting.write_report(output_dir, target)
+  except reporting.RunFilesError as e:
+    cli.fail(f'--output_dir: the report cannot be made: {e}')
   print(reporting.format_table(reporting.run_summary(output_dir, target)))
   print(f'results in {output_dir}/ (metrics.csv, clients.csv); report: {written}')
 

@@ -1,7 +1,6 @@
 """Builds a simulation from a validated config: task -> population -> selector
 -> accountant -> TFF process -> metrics. Shared by every experiment binary."""
 
-import csv
 import dataclasses
 import os
 from collections.abc import Callable, Collection
@@ -30,6 +29,7 @@ from tf_fedscale import metrics
 from tf_fedscale import optimizers
 from tf_fedscale import population as population_lib
 from tf_fedscale import privacy
+from tf_fedscale import round_csv
 from tf_fedscale import seeding
 from tf_fedscale import selection
 from tf_fedscale import simulation
@@ -162,18 +162,22 @@ class Experiment:
           resume: bool = False) -> simulation.SimulationState:
     """Runs all rounds (server steps in async mode) on the `--execution`
     engine, checkpointing into `<output_dir>/checkpoints`; with `resume`,
-    continues from the newest one. A round that fails on a dying worker is
-    called again with the same state after the worker is restarted or dropped
-    (tf_fedscale/engine/worker_pool.py)."""
+    continues from the newest one through which every result file is whole
+    (output_dir.resume_round), dropping what came after it. A round that
+    fails on a dying worker is called again with the same state after the
+    worker is restarted or dropped (tf_fedscale/engine/worker_pool.py)."""
     checkpointer = (checkpoint.Checkpointer(
         os.path.join(output_dir, output_dir_lib.CHECKPOINT_DIR),
         self.config.checkpoint_every)
                     if output_dir else None)
     with execution.from_config(self.config) as pool:
       sim = self.build_simulation(output_dir)
-      state = sim.restore(checkpointer) if resume else None
-      if state is not None:
-        output_dir_lib.cut_to_checkpoint(output_dir, state.round_num)
+      state = None
+      if resume:
+        round_num = output_dir_lib.resume_round(output_dir, checkpointer.versions())
+        state = sim.restore(checkpointer, round_num) if round_num is not None else None
+        output_dir_lib.cut_after(output_dir, round_num)   # after the checkpoint loaded
+        checkpointer.remove_after(round_num or 0)
       state = sim.run(state or sim.initialize(), self.config.rounds, on_round,
                       checkpointer, engine=pool)
       if output_dir:
@@ -191,20 +195,19 @@ class Experiment:
     loss_fn = self.task.loss_fn()
     eval_ids = evaluation.choose_eval_clients(
         self.task.test_data.client_ids, self.config.eval_clients, self.config.seed)
-    with open(path, 'w', newline='') as f:
-      writer = csv.writer(f, lineterminator='\n')
-      writer.writerow(['client_id', 'num_examples', 'loss', 'accuracy'])
-      for client_id in eval_ids:
-        metric.reset_state()
-        losses, count = [], 0
-        for x, y in self.task.test_data.create_tf_dataset_for_client(client_id).batch(256):
-          logits = model(x, training=False)
-          metric.update_state(y, logits)
-          losses.append(float(loss_fn(y, logits)) * len(y))
-          count += len(y)
-        if count:
-          writer.writerow([client_id, count, round(sum(losses) / count, 6),
-                           round(float(metric.result()), 6)])
+    rows = [['client_id', 'num_examples', 'loss', 'accuracy']]
+    for client_id in eval_ids:
+      metric.reset_state()
+      losses, count = [], 0
+      for x, y in self.task.test_data.create_tf_dataset_for_client(client_id).batch(256):
+        logits = model(x, training=False)
+        metric.update_state(y, logits)
+        losses.append(float(loss_fn(y, logits)) * len(y))
+        count += len(y)
+      if count:
+        rows.append([client_id, count, round(sum(losses) / count, 6),
+                     round(float(metric.result()), 6)])
+    round_csv.create(path, rows[0], '\n', rows[1:])
 
 
 def async_optimizers(config: ml_collections.ConfigDict

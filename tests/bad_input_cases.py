@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import pickle
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -180,6 +181,11 @@ def _output_dir_holder(d: str) -> None:
   output_dir.Lock(os.path.join(d, 'out')).acquire()   # held by this process
 
 
+def _lock_in_place(make: Callable[[str], None]) -> Callable[[str], None]:
+  """Setup putting what `make(path)` makes where --output_dir's run.lock goes."""
+  return lambda d: make(os.path.join(d, 'out', 'run.lock'))
+
+
 def _file(name: str, text: str = 'a file\n') -> Callable[[str], None]:
   return lambda d: _write(os.path.join(d, name), text)
 
@@ -214,8 +220,23 @@ CASES = (
          ['--output_dir={dir}/out', '--resume', *SMALL, '--seed=3'], '--seed',
          _resume_dir(lambda out: None)),
     Case('resume_corrupt_checkpoint', RUN,
-         ['--output_dir={dir}/out', '--resume', *SMALL], 'checkpoint',
+         ['--output_dir={dir}/out', '--resume', *SMALL],
+         'aside and resume again: with no earlier checkpoint it starts over at round 0',
          _resume_dir(_corrupt_checkpoint)),
+    Case('resume_checkpoints_dir_is_a_symlink', RUN,
+         ['--output_dir={dir}/out', '--resume', *SMALL], 'checkpoints is a symbolic link',
+         _resume_dir(lambda out: os.symlink(os.path.dirname(out),
+                                            os.path.join(out, 'checkpoints')))),
+    Case('run_lock_is_a_symlink', RUN, ['--output_dir={dir}/out', *SMALL],
+         'run.lock is a symbolic link or not a regular file', _lock_in_place(
+             lambda path: os.symlink(os.path.join(os.path.dirname(path), USER_FILE), path))),
+    Case('run_lock_is_a_dangling_symlink', RUN, ['--output_dir={dir}/out', *SMALL],
+         'run.lock is a symbolic link or not a regular file', _lock_in_place(
+             lambda path: os.symlink(path + '.target', path))),
+    Case('run_lock_is_a_directory', RUN, ['--output_dir={dir}/out', *SMALL],
+         'run.lock is a symbolic link or not a regular file', _lock_in_place(os.mkdir)),
+    Case('run_lock_is_a_fifo', RUN, ['--output_dir={dir}/out', *SMALL],
+         'run.lock is a symbolic link or not a regular file', _lock_in_place(os.mkfifo)),
     # ---- experiments.run: flags
     Case('flag_does_not_parse', RUN,
          ['--output_dir={dir}/out', '--clients_per_round=1e9'], '--clients_per_round'),
@@ -363,6 +384,16 @@ CASES = (
          'metrics.csv', _run_dir(_metrics_csv(3)[:50])),
     Case('report_metrics_garbage', REPORT, ['--run_dir={dir}/out'],
          'metrics.csv', _run_dir('\x00\x01garbage\nzz\n')),
+    Case('report_metrics_nul_in_header', REPORT, ['--run_dir={dir}/out'],
+         'metrics.csv: lacks the columns [\'round_duration_s\']',
+         _run_dir(_metrics_csv(3).replace('round_duration_s', 'round_dur\0ation_s'))),
+    Case('report_metrics_nul_in_a_value', REPORT, ['--run_dir={dir}/out'],
+         "column 'round_duration_s' holds text",
+         _run_dir(_metrics_csv(3).replace('\n1,60.0,60.0,', '\n1,60.0,6\x000.0,'))),
+    Case('report_dir_is_a_symlink', REPORT, ['--run_dir={dir}/out'],
+         'report is a symbolic link', lambda d: (
+             _run_dir()(d), shutil.rmtree(os.path.join(d, 'out', 'report')),
+             os.symlink(d, os.path.join(d, 'out', 'report')))),
     Case('report_no_run', REPORT, ['--run_dir={dir}/out'], '--run_dir'),
     Case('report_target_nan', REPORT,
          ['--run_dir={dir}/out', '--target_accuracy=nan'], '--target_accuracy', _run_dir()),
@@ -402,15 +433,21 @@ CASES = (
 
 
 def snapshot(root: str) -> dict[str, str]:
-  """{relative path: sha256 of the content, or 'dir'} of everything under `root`."""
+  """{relative path: sha256 of the content, 'dir', or where a symbolic link
+  points} of everything under `root`."""
   out = {}
   for folder, dirs, files in os.walk(root):
-    for name in dirs:
-      out[os.path.relpath(os.path.join(folder, name), root)] = 'dir'
-    for name in files:
+    for name in dirs + files:
       path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+      if os.path.islink(path):
+        out[os.path.relpath(path, root)] = f'link to {os.readlink(path)}'
+      elif name in dirs:
+        out[os.path.relpath(path, root)] = 'dir'
+      elif os.path.isfile(path):
+        with open(path, 'rb') as f:
+          out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+      else:
+        out[os.path.relpath(path, root)] = 'special'
   return out
 
 

@@ -52,10 +52,10 @@ class TimelineTruncateTest(absltest.TestCase):
 
   def test_drops_later_rounds_and_a_half_written_row(self):
     path = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), 'clients.csv')
-    metrics.ClientLog(path, metrics.TIMELINE_COLUMNS)
     header = ','.join(metrics.TIMELINE_COLUMNS)
-    with open(path, 'a') as f:
-      f.write('1,a,completed,0,1,2,3,6,10,5,5\n2,b,completed,6,1,2,3,6,10,5,5\n3,a,comp')
+    with open(path, 'w') as f:
+      f.write(f'{header}\n1,a,completed,0,1,2,3,6,10,5,5\n2,b,completed,6,1,2,3,6,10,5,5\n'
+              '3,a,comp')
     metrics.ClientLog(path, metrics.TIMELINE_COLUMNS).truncate_after(1)
     with open(path) as f:
       self.assertEqual(f.read(), f'{header}\n1,a,completed,0,1,2,3,6,10,5,5\n')

@@ -61,6 +61,22 @@ class OutputDirTest(absltest.TestCase):
     self.assertIsNone(second.acquire())
     second.release()
 
+  def test_a_lock_that_is_not_a_regular_file_is_refused_and_not_followed(self):
+    target = os.path.join(self.dir, 'elsewhere.txt')
+    _write(target, 'keep me\n')
+    lock_path = os.path.join(self.dir, output_dir.LOCK_FILE)
+    dangling = os.path.join(self.dir, 'nothing_here')
+    for make in (lambda: os.symlink(target, lock_path),
+                 lambda: os.symlink(dangling, lock_path),
+                 lambda: os.mkfifo(lock_path), lambda: os.mkdir(lock_path)):
+      make()
+      with self.assertRaisesRegex(output_dir.NotALockError, 'not a regular file'):
+        output_dir.Lock(self.dir).acquire()
+      (os.rmdir if os.path.isdir(lock_path) and not os.path.islink(lock_path)
+       else os.remove)(lock_path)
+    self.assertEqual(_read(target), 'keep me\n')
+    self.assertFalse(os.path.lexists(dangling))
+
   def test_a_killed_holders_lock_is_taken_over(self):
     holder = subprocess.Popen(
         [sys.executable, '-c', 'import sys, time; from tf_fedscale.experiments import output_dir; '
@@ -82,23 +98,63 @@ class OutputDirTest(absltest.TestCase):
     self.assertEqual(_read(lock.path), f'{os.getpid()}\n')
     lock.release()
 
-  def test_resume_cuts_round_csvs_to_the_checkpoint(self):
+  def _clients(self, text: str) -> None:
+    _write(os.path.join(self.dir, 'clients.csv'),
+           ','.join(output_dir.metrics.TIMELINE_COLUMNS) + '\n' + text)
+
+  def test_resume_cuts_every_csv_to_the_checkpoint(self):
     rows = ''.join(f'{r},{10 * r},0.5\n' for r in range(6))
     _write(os.path.join(self.dir, 'metrics.csv'), HEADER + rows + '6,60')
-    _write(os.path.join(self.dir, 'wall_clock.csv'), 'round,wall_clock_s\n0,1\n1,2\n')
-    output_dir.cut_to_checkpoint(self.dir, 4)
+    _write(os.path.join(self.dir, 'wall_clock.csv'),
+           'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(7)))
+    self._clients(''.join(f'{r},c{r},completed,0,1,1,1,3,10,5,5\n' for r in range(1, 7)))
+    _write(os.path.join(self.dir, 'client_accuracy.csv'), 'client_id\n')
+    _write(os.path.join(self.dir, 'metrics.csv.abc12345.tmp'), 'left by a kill')
+    self.assertEqual(output_dir.last_intact_round(self.dir)[0], 5)
+    self.assertEqual(output_dir.resume_round(self.dir, [2, 4, 6]), 4)
+    output_dir.cut_after(self.dir, 4)
     self.assertEqual(_read(os.path.join(self.dir, 'metrics.csv')),
                      HEADER + ''.join(f'{r},{10 * r},0.5\n' for r in range(5)))
     self.assertEqual(_read(os.path.join(self.dir, 'wall_clock.csv')),
-                     'round,wall_clock_s\n0,1\n1,2\n')
+                     'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(5)))
+    self.assertEqual(_read(os.path.join(self.dir, 'clients.csv')).count('completed'), 4)
+    self.assertEqual(sorted(os.listdir(self.dir)),
+                     ['clients.csv', 'metrics.csv', 'wall_clock.csv'])
 
-  def test_resume_drops_a_row_cut_mid_line_before_the_checkpoint(self):
-    _write(os.path.join(self.dir, 'metrics.csv'), HEADER + '0,0,1.0\n1,10,0.9\n2,2')
+  def test_a_row_cut_mid_line_moves_the_resume_before_it(self):
+    # round 4's row is cut: resuming from the checkpoint of round 6 would lose it.
+    rows = ''.join(f'{r},{10 * r},0.5\r\n' for r in range(4))
+    _write(os.path.join(self.dir, 'metrics.csv'),
+           HEADER.replace('\n', '\r\n') + rows + '4,4')
+    self.assertEqual(output_dir.last_intact_round(self.dir)[0], -1)  # wall_clock.csv missing
+    _write(os.path.join(self.dir, 'wall_clock.csv'),
+           'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(7)))
     with self.assertLogs(level='WARNING') as logs:
-      output_dir.cut_to_checkpoint(self.dir, 2)
-    self.assertIn('lacks rounds [2]', logs.output[0])
-    self.assertEqual(_read(os.path.join(self.dir, 'metrics.csv')),
-                     HEADER + '0,0,1.0\n1,10,0.9\n')
+      self.assertEqual(output_dir.resume_round(self.dir, [2, 4, 6]), 2)
+    self.assertIn('whole through round 3', logs.output[0])
+    self.assertIn('metrics.csv: line 6 is cut short', logs.output[0])
+    output_dir.cut_after(self.dir, 2)
+    with open(os.path.join(self.dir, 'metrics.csv'), 'rb') as f:   # CRLF kept
+      self.assertEqual(f.read(), (HEADER + ''.join(
+          f'{r},{10 * r},0.5\n' for r in range(3))).replace('\n', '\r\n').encode())
+
+  def test_damaged_client_rows_move_the_resume_before_their_round(self):
+    _write(os.path.join(self.dir, 'metrics.csv'),
+           HEADER + ''.join(f'{r},{10 * r},0.5\n' for r in range(7)))
+    _write(os.path.join(self.dir, 'wall_clock.csv'),
+           'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(7)))
+    row = '{},c,completed,0,1,1,1,3,10,5,5\n'
+    for damage, intact in (('\n', 4), ('x' + row[2:], 4), (row.format(3), 4),
+                           (row.format(5)[:9], 4), ('\0' + row.format(6), 4),
+                           (row.format(6), 6)):
+      with self.subTest(damage=damage):
+        self._clients(''.join(row.format(r) for r in range(1, 6)) + damage)
+        self.assertEqual(output_dir.last_intact_round(self.dir)[0], intact)
+    self._clients(row.format(1) + '\n' + row.format(2))
+    self.assertIsNone(output_dir.resume_round(self.dir, [2]))
+    output_dir.cut_after(self.dir, None)
+    self.assertEqual(_read(os.path.join(self.dir, 'clients.csv')).count('\n'), 1)
+    self.assertEqual(_read(os.path.join(self.dir, 'metrics.csv')), HEADER)
 
   def test_resume_refuses_damaged_files_before_touching_them(self):
     _write(os.path.join(self.dir, 'config.json'), '{"seed": 0}')

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 
 from absl.testing import absltest
 
@@ -26,6 +28,37 @@ def _env() -> dict[str, str]:
 def _run(*args: str) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, '-m', 'tf_fedscale.experiments.run', *args], cwd=ROOT,
                         env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def _run_until(line_start: str, signum: int, *args: str,
+               then: Callable[[], None] = lambda: None) -> tuple[int, str]:
+  """Starts a run; when it prints a line starting with `line_start`, calls
+  `then` and sends `signum` (if any); returns (exit status, stderr)."""
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'tf_fedscale.experiments.run', *args], cwd=ROOT, env=_env(),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  stderr = []
+  reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()))
+  reader.start()
+  try:
+    for line in proc.stdout:
+      if line.startswith(line_start):
+        then()
+        if signum:
+          proc.send_signal(signum)
+        break
+    proc.stdout.read()
+    proc.wait(timeout=300)
+  finally:
+    proc.kill()
+    proc.wait()
+    reader.join()
+    proc.stdout.close()
+  return proc.returncode, stderr[0]
+
+
+def _error_lines(stderr: str) -> list[str]:
+  return [l for l in stderr.splitlines() if l.startswith('error:')]
 
 
 class ResumeTest(absltest.TestCase):
@@ -78,6 +111,114 @@ class ResumeTest(absltest.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self._assert_same_results(run_dir)
 
+  def test_ctrl_c_before_the_first_checkpoint_then_resume_gives_the_same_results(self):
+    run_dir = os.path.join(self.tmp, 'interrupted')
+    flags = [*SMALL[:-1], '--checkpoint_every=10']
+    status, stderr = _run_until('round    1/', signal.SIGINT, f'--output_dir={run_dir}',
+                                *flags)
+    self.assertEqual(status, 130, stderr[-3000:])
+    self.assertLen(_error_lines(stderr), 1, stderr[-3000:])
+    self.assertIn('interrupted (Ctrl-C); continue with --resume', stderr)
+    self.assertNotIn('Traceback', stderr)
+    self.assertFalse(os.path.exists(os.path.join(run_dir, 'run.lock')))
+    result = _run(f'--output_dir={run_dir}', '--resume', *flags)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self._assert_same_results(run_dir)
+
+  def test_sigkill_before_the_first_checkpoint_then_resume_gives_the_same_results(self):
+    # The client rows of the rounds run before the kill are not counted twice.
+    run_dir = os.path.join(self.tmp, 'killed_early')
+    flags = [*SMALL[:-1], '--checkpoint_every=10']
+    status, _ = _run_until('round    2/', signal.SIGKILL, f'--output_dir={run_dir}', *flags)
+    self.assertEqual(status, -signal.SIGKILL)
+    self.assertFalse(os.path.exists(os.path.join(run_dir, 'checkpoints', 'round_2')))
+    result = _run(f'--output_dir={run_dir}', '--resume', *flags)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertIn('took over', result.stderr)
+    self._assert_same_results(run_dir)
+
+  def test_output_dir_removed_mid_run_is_one_error_line(self):
+    run_dir = os.path.join(self.tmp, 'vanishing')
+    status, stderr = _run_until('round    1/', 0, f'--output_dir={run_dir}', *SMALL,
+                                then=lambda: shutil.rmtree(run_dir))
+    self.assertEqual(status, 2, stderr[-3000:])
+    errors = _error_lines(stderr)
+    self.assertLen(errors, 1, stderr[-3000:])
+    self.assertIn('No such file or directory', errors[0])
+    self.assertIn('run again', errors[0])   # nothing is left to resume
+    self.assertNotIn('Traceback', stderr)
+
+  def test_immutable_metrics_csv_is_one_error_line_and_leaves_no_temporary_file(self):
+    run_dir = os.path.join(self.tmp, 'immutable')
+    shutil.copytree(self.reference, run_dir)
+    metrics = os.path.join(run_dir, 'metrics.csv')
+    if subprocess.run(['chattr', '+i', metrics], capture_output=True).returncode:
+      self.skipTest('chattr +i is not permitted here')
+    try:
+      result = _run(f'--output_dir={run_dir}', '--resume', '--rounds=7', *SMALL[1:])
+    finally:
+      subprocess.run(['chattr', '-i', metrics], check=True)
+    self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+    errors = _error_lines(result.stderr)
+    self.assertLen(errors, 1, result.stderr[-3000:])
+    self.assertIn(f'cannot write {metrics} (Operation not permitted)', errors[0])
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertEqual([n for n in os.listdir(run_dir) if n.endswith('.tmp')], [])
+    self.assertTrue(filecmp.cmp(metrics, os.path.join(self.reference, 'metrics.csv'),
+                                shallow=False))
+
+  def test_full_disk_is_one_error_line_and_resume_then_finishes(self):
+    # 100 kB hold two checkpoints of this model: the third one fills the disk.
+    disk = os.path.join(self.tmp, 'small_disk')
+    os.makedirs(disk)
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=100k', 'tmpfs', disk],
+                      capture_output=True).returncode:
+      self.skipTest('mounting a tmpfs is not permitted here')
+    try:
+      run_dir = os.path.join(disk, 'run')
+      result = _run(f'--output_dir={run_dir}', *SMALL)
+      self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+      errors = _error_lines(result.stderr)
+      self.assertLen(errors, 1, result.stderr[-3000:])
+      self.assertIn('No space left on device', errors[0])
+      self.assertIn('--resume', errors[0])
+      self.assertNotIn('Traceback', result.stderr)
+      self.assertEqual(sorted(os.listdir(os.path.join(run_dir, 'checkpoints'))),
+                       ['round_2', 'round_4'])
+      moved = os.path.join(self.tmp, 'full_disk_moved')
+      shutil.copytree(run_dir, moved, symlinks=True)
+    finally:
+      subprocess.run(['umount', disk], check=True)
+    result = _run(f'--output_dir={moved}', '--resume', *SMALL)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self._assert_same_results(moved)
+
+  def test_damaged_rows_move_the_resume_before_them_and_line_endings_are_kept(self):
+    # metrics.csv cut inside round 4's row (the newest checkpoint is round 6),
+    # a blank line and a bad round in clients.csv, CRLF line endings in clients.csv.
+    run_dir = os.path.join(self.tmp, 'damaged')
+    shutil.copytree(self.reference, run_dir)
+    def edit(name, change):
+      path = os.path.join(run_dir, name)
+      with open(path, 'rb') as f:
+        data = change(f.read())
+      with open(path, 'wb') as f:
+        f.write(data)
+    edit('metrics.csv', lambda b: b[:b.index(b'\r\n4,') + 12])
+    edit('clients.csv', lambda b: b.replace(b'\n', b'\r\n'))
+    for damage in (b'\r\n', b'x,1,completed,0,0,0,0,0,0,0,0\r\n'):
+      edit('clients.csv',
+           lambda b, damage=damage: b.replace(b'\r\n5,', b'\r\n' + damage + b'5,', 1))
+      result = _run(f'--output_dir={run_dir}', '--resume', *SMALL)
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+      self.assertIn('from the checkpoint of round', result.stderr)
+      self.assertTrue(filecmp.cmp(os.path.join(self.reference, 'metrics.csv'),
+                                  os.path.join(run_dir, 'metrics.csv'), shallow=False))
+      with open(os.path.join(run_dir, 'clients.csv'), 'rb') as f:
+        crlf = f.read()
+      with open(os.path.join(self.reference, 'clients.csv'), 'rb') as f:
+        self.assertEqual(crlf, f.read().replace(b'\n', b'\r\n'))
+
   def test_resume_with_other_flags_is_refused_and_checkpoint_untouched(self):
     run_dir = os.path.join(self.tmp, 'refused')
     shutil.copytree(self.reference, run_dir)
@@ -104,7 +245,7 @@ class ResumeTest(absltest.TestCase):
     error = [l for l in result.stderr.splitlines() if l.startswith('error:')]
     self.assertLen(error, 1, result.stderr[-2000:])
     self.assertIn('checkpoint of round 6 cannot be read', error[0])
-    self.assertIn('[2, 4]', error[0])
+    self.assertIn('aside and resume again: it continues from round 4', error[0])
 
   def test_async_run_continued_with_resume_equals_the_longer_run(self):
     run_async = ['--mode=async', '--max_concurrency=6', '--buffer_size=3', *SMALL[1:]]

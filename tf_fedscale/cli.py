@@ -1,5 +1,6 @@
 """What every command-line entry point shares: bad input is one `error:` line
-on stderr and exit status 2; absl logs only warnings unless --verbosity is set.
+on stderr and exit status 2 (Ctrl-C: one line and status 130); absl logs only
+warnings unless --verbosity is set.
 
 Imports no TensorFlow, so entry points that exec other programs stay light.
 """
@@ -14,10 +15,37 @@ from absl import flags
 from absl import logging
 
 
+MAX_ERROR_CHARS = 600
+INTERRUPTED_STATUS = 130   # 128 + SIGINT, as a shell reports it
+
+
+def shorten(value: Any, max_chars: int = 80) -> str:
+  """`repr(value)`, cut in the middle to at most about `max_chars` characters
+  (a value quoted in an error line may be a whole file)."""
+  text = repr(value)
+  if len(text) <= max_chars:
+    return text
+  half = max_chars // 2
+  return f'{text[:half]}...({len(text) - 2 * half} characters)...{text[-half:]}'
+
+
+def _print_error(message: str) -> None:
+  line = ' '.join(message.split())
+  if len(line) > MAX_ERROR_CHARS:   # keep the start (what) and the end (what to do)
+    line = f'{line[:MAX_ERROR_CHARS * 2 // 3]} ... {line[-MAX_ERROR_CHARS // 3:]}'
+  print(f'error: {line}', file=sys.stderr, flush=True)
+
+
 def fail(message: str) -> NoReturn:
   """Prints `error: <message>` (one line naming the flag or file) and exits 2."""
-  print(f'error: {" ".join(message.split())}', file=sys.stderr, flush=True)
+  _print_error(message)
   sys.exit(2)
+
+
+def interrupted(advice: str = '') -> NoReturn:
+  """Ctrl-C: one `error:` line (with `advice`, if any) and exit status 130."""
+  _print_error(f'interrupted (Ctrl-C){"; " + advice if advice else "."}')
+  sys.exit(INTERRUPTED_STATUS)
 
 
 def parse_flags(argv: Sequence[str]) -> list[str]:
@@ -31,8 +59,16 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
 
 
 def run(main: Callable[[Sequence[str]], Any]) -> None:
-  """`absl.app.run(main)` with `parse_flags` as the flag parser."""
-  app.run(main, flags_parser=parse_flags)
+  """`absl.app.run(main)` with `parse_flags` as the flag parser; Ctrl-C is
+  `interrupted()`, not a traceback."""
+
+  def main_or_interrupted(argv: Sequence[str]) -> Any:
+    try:
+      return main(argv)
+    except KeyboardInterrupt:
+      interrupted()
+
+  app.run(main_or_interrupted, flags_parser=parse_flags)
 
 
 def start(argv: Sequence[str]) -> None:

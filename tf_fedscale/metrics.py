@@ -1,10 +1,9 @@
 """Where results go: per-round records through `tff.program` release managers,
-and the per-client timeline as its own CSV."""
+and the per-client timeline as its own CSV (both `round_csv` files)."""
 
 import asyncio
-import csv
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,8 +11,10 @@ import tensorflow_federated as tff
 
 from tf_fedscale import accounting
 from tf_fedscale.engine import coroutines
+from tf_fedscale import output_files
+from tf_fedscale import round_csv
 
-ROUND_KEY = 'round'
+ROUND_KEY = round_csv.ROUND_KEY
 METRICS_FILE = 'metrics.csv'
 WALL_CLOCK_FILE = 'wall_clock.csv'
 TENSORBOARD_DIR = 'tensorboard'
@@ -27,23 +28,16 @@ TIMELINE_COLUMNS = ('round', 'client_id', 'status', 'start_s', 'download_s',
 WALL_CLOCK_KEYS = ('wall_clock_s',)
 
 
-def _csv(path: str) -> tff.program.CSVFileReleaseManager:
-  """A CSV keyed by round, rewritten atomically (temp file + rename) per release;
-  releasing round r drops rows >= r, so a resumed run never duplicates rows."""
-  return tff.program.CSVFileReleaseManager(
-      path, save_mode=tff.program.CSVSaveMode.WRITE, key_fieldname=ROUND_KEY)
-
-
 def build_release_managers(output_dir: str, tensorboard: bool = False
                            ) -> list[tff.program.ReleaseManager]:
   """metrics.csv and wall_clock.csv always, TensorBoard on request."""
   is_wall_clock = lambda path: path[-1] in WALL_CLOCK_KEYS
   managers = [
       tff.program.FilteringReleaseManager(
-          _csv(os.path.join(output_dir, METRICS_FILE)),
+          round_csv.CsvReleaseManager(os.path.join(output_dir, METRICS_FILE)),
           lambda path: not is_wall_clock(path)),
       tff.program.FilteringReleaseManager(
-          _csv(os.path.join(output_dir, WALL_CLOCK_FILE)), is_wall_clock),
+          round_csv.CsvReleaseManager(os.path.join(output_dir, WALL_CLOCK_FILE)), is_wall_clock),
   ]
   if tensorboard:
     managers.append(tff.program.TensorBoardReleaseManager(
@@ -75,39 +69,27 @@ def timeline_rows(outcome: accounting.RoundOutcome,
       outcome.samples, outcome.bytes_down, outcome.bytes_up))
 
 
+
+
 class ClientLog:
   """A per-client CSV (`clients.csv`, `async_updates.csv`) whose first column
-  is the round; the program loop appends each round's rows."""
+  is the round: created with the first rows, then each round's rows are
+  appended in one write, with the file's line ending."""
 
   def __init__(self, path: str, columns: Sequence[str]):
     if not columns or columns[0] != ROUND_KEY:
       raise ValueError(f'a client log starts with a {ROUND_KEY!r} column, got {columns!r}.')
     self.path = path
-    if not os.path.exists(path):
-      with open(path, 'w', newline='') as f:
-        csv.writer(f, lineterminator='\n').writerow(columns)
+    self.columns = tuple(columns)
 
   def append(self, rows: Sequence[Sequence[Any]]) -> None:
-    with open(self.path, 'a', newline='') as f:
-      csv.writer(f, lineterminator='\n').writerows(rows)
+    if not os.path.lexists(self.path):
+      round_csv.create(self.path, self.columns, '\n', rows)
+      return
+    line_ending = round_csv.scan_header(self.path).line_ending
+    output_files.append(self.path, round_csv.format_rows(rows, line_ending))
 
   def truncate_after(self, round_num: int) -> None:
-    """Drops rows of later rounds and a half-written last line (for resume)."""
-    keep_csv_rows(self.path, lambda i, row: int(row[0]) <= round_num)
-
-
-def keep_csv_rows(path: str, keep: Callable[[int, list[str]], bool]) -> None:
-  """Rewrites the CSV at `path` (atomically) with its header and the data rows
-  for which keep(index, row) holds; a half-written last line is dropped."""
-  with open(path, newline='') as f:
-    text = f.read()
-  if not text.endswith('\n'):
-    text = text[:text.rfind('\n') + 1]  # a kill mid-write left a partial row
-  rows = list(csv.reader(text.splitlines()))
-  kept = [row for i, row in enumerate(rows[1:]) if keep(i, row)]
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w', newline='') as f:
-    writer = csv.writer(f, lineterminator='\n')
-    writer.writerow(rows[0])
-    writer.writerows(kept)
-  os.replace(tmp, path)
+    """Drops rows of later rounds and everything from a damaged line on (for resume)."""
+    if os.path.lexists(self.path):
+      round_csv.cut_after(self.path, round_csv.scan(self.path, consecutive=False), round_num)

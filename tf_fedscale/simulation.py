@@ -293,17 +293,22 @@ class Driver(abc.ABC):
       saved['hook_state'] = dict(state.hook_state)
     return saved
 
-  def restore(self, checkpointer: checkpoint_lib.Checkpointer
-              ) -> Optional[SimulationState]:
-    """The newest checkpoint's state (the client log cut back to it), or None."""
-    saved = checkpointer.load_latest(self.checkpoint(self.initialize()))
+  def restore(self, checkpointer: checkpoint_lib.Checkpointer,
+              round_num: Optional[int] = None) -> Optional[SimulationState]:
+    """The state saved at `round_num` (default: the newest checkpoint), None
+    when there is none (the run starts over); the client log is cut back to
+    it. Raises checkpoint.CorruptCheckpointError when it cannot be read."""
+    if round_num is None:
+      versions = checkpointer.versions()
+      round_num = versions[-1] if versions else None
+    saved = (checkpointer.load_checked(round_num, self.checkpoint(self.initialize()))
+             if round_num is not None else None)
+    if self.client_log is not None:
+      self.client_log.truncate_after(round_num or 0)   # round 0 has no client rows
     if saved is None:
       return None
-    round_num = int(saved['round_num'])
-    if self.client_log is not None:
-      self.client_log.truncate_after(round_num)
     return SimulationState(
-        round_num, saved['process_state'], float(saved['virtual_time_s']),
+        int(saved['round_num']), saved['process_state'], float(saved['virtual_time_s']),
         saved['selector_state'],
         self.pending_from_checkpoint(saved['pending']) if 'pending' in saved else None,
         saved.get('hook_state', {}))

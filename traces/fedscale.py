@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from tf_fedscale import availability as availability_lib
+from tf_fedscale import cli
 from tf_fedscale import population as population_lib
 from tf_fedscale.traces import slots as slots_lib
 from tf_fedscale.traces.formats import TraceError
@@ -60,6 +61,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
                                  'holds only dicts, lists and numbers')
 
 
+
+def _client(key: Any) -> str:
+  """How an error names a trace's client (its key cut short: keys are data)."""
+  return f'client {cli.shorten(key)}'
+
 def load_pickle(path: str) -> Any:
   """Unpickles the file the user named at `path` (restricted, see above)."""
   try:
@@ -77,17 +83,17 @@ def load_pickle(path: str) -> Any:
 
 def _number(path: str, key, field: str, value) -> float:
   if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-    raise TraceError(path, f'client {key!r}: {field} is {value!r}, not a number.')
+    raise TraceError(path, f'{_client(key)}: {field} is {cli.shorten(value)}, not a number.')
   return float(value)
 
 
 def _entry(path: str, key, entry, fields: tuple[str, ...]) -> Mapping:
   if not isinstance(entry, Mapping):
-    raise TraceError(path, f'client {key!r}: entry is a {type(entry).__name__}, expected '
+    raise TraceError(path, f'{_client(key)}: entry is a {type(entry).__name__}, expected '
                      f'a dict with {list(fields)}.')
   missing = [f for f in fields if f not in entry]
   if missing:
-    raise TraceError(path, f'client {key!r}: missing {missing}.')
+    raise TraceError(path, f'{_client(key)}: missing {missing}.')
   return entry
 
 
@@ -125,10 +131,10 @@ def devices_from_capacity(data, path: str) -> population_lib.DeviceProfiles:
     c = _number(path, key, 'computation', entry['computation'])
     b = _number(path, key, 'communication', entry['communication'])
     if not c >= 0:
-      raise TraceError(path, f'client {key!r}: computation is {c} ms/sample; speeds must '
+      raise TraceError(path, f'{_client(key)}: computation is {c} ms/sample; speeds must '
                        'be non-negative.')
     if not b > 0:
-      raise TraceError(path, f'client {key!r}: communication is {b} kbps; bandwidth must '
+      raise TraceError(path, f'{_client(key)}: communication is {b} kbps; bandwidth must '
                        'be positive.')
     compute[i], bandwidth[i] = c, b
   rows = capacity_rows(keys)
@@ -153,25 +159,25 @@ def availability_from_behave(data, path: str) -> availability_lib.AvailabilityTr
     entry = _entry(path, key, entry, BEHAVE_KEYS)
     p = _number(path, key, 'finish_time', entry['finish_time'])
     if not (p > 0 and p == int(p) and p < 2**31):
-      raise TraceError(path, f'client {key!r}: finish_time is {entry["finish_time"]!r}; '
+      raise TraceError(path, f'{_client(key)}: finish_time is {cli.shorten(entry["finish_time"])}; '
                        'it must be a positive whole number of seconds.')
     active, inactive = entry['active'], entry['inactive']
     for name, values in (('active', active), ('inactive', inactive)):
       if not isinstance(values, (list, tuple, np.ndarray)):
-        raise TraceError(path, f'client {key!r}: {name} is a {type(values).__name__}, '
+        raise TraceError(path, f'{_client(key)}: {name} is a {type(values).__name__}, '
                          'expected a list of seconds.')
     if len(active) != len(inactive):
-      raise TraceError(path, f'client {key!r}: {len(active)} active times but '
+      raise TraceError(path, f'{_client(key)}: {len(active)} active times but '
                        f'{len(inactive)} inactive times.')
     period[row] = p
     for i, (a, b) in enumerate(zip(active, inactive)):
       a = _number(path, key, f'active[{i}]', a)
       b = _number(path, key, f'inactive[{i}]', b)
       if not (a >= 0 and a == int(a) and b == int(b)):
-        raise TraceError(path, f'client {key!r}: interval {i} [{a}, {b}] must be whole '
+        raise TraceError(path, f'{_client(key)}: interval {i} [{a}, {b}] must be whole '
                          'non-negative seconds.')
       if b < a:
-        raise TraceError(path, f'client {key!r}: interval {i} ends at {int(b)} s before it '
+        raise TraceError(path, f'{_client(key)}: interval {i} ends at {int(b)} s before it '
                          f'starts at {int(a)} s.')
       if a >= p:
         dropped += 1  # t % finish_time never reaches it

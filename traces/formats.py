@@ -34,6 +34,7 @@ import zlib
 import numpy as np
 
 from tf_fedscale import availability as availability_lib
+from tf_fedscale import cli
 from tf_fedscale import population as population_lib
 
 VERSION = 1
@@ -170,7 +171,7 @@ def _parse(path: str, rows: list[list[str]], column: int, name: str, parse,
       values.append(parse(text))
     except ValueError:
       kind = 'a whole number' if parse is int else 'a number'
-      raise TraceError(path, f'line {i + 3}: {name} is {text!r}, not {kind}.') from None
+      raise TraceError(path, f'line {i + 3}: {name} is {cli.shorten(text)}, not {kind}.') from None
   return values
 
 
@@ -301,7 +302,7 @@ def _read_npz(path: str, kind: str, fields: tuple[str, ...]) -> dict[str, np.nda
   if found != _KINDS[kind]:
     other = {v: k for k, v in _KINDS.items()}.get(found)
     raise TraceError(path, f'this is a {other} trace, not a {kind} trace.' if other else
-                     f'format is {found!r}, expected {_KINDS[kind]!r}.')
+                     f'format is {cli.shorten(found)}, expected {_KINDS[kind]!r}.')
   version = arrays.get('version')
   if version is None or version.shape != () or int(version) != VERSION:
     raise TraceError(path, f'format version {None if version is None else version.tolist()}; '
