@@ -87,7 +87,7 @@ class EndToEndTest(absltest.TestCase):
     with open(os.path.join(output_dir, 'metrics.csv')) as f:
       rows = list(csv.DictReader(f))
     self.assertEqual([r['completed'] for r in rows], ['0', '5', '5'])
-    self.assertEqual([r['dp_sample_size'] for r in rows], ['0', '7', '7'])  # ceil(1.3 x 5)
+    self.assertEqual([r['dp_sample_size'] for r in rows], ['0', '6', '6'])  # int(1.3 x 5)
     epsilons = [float(r['epsilon']) for r in rows]
     self.assertEqual(epsilons[0], 0.0)
     self.assertLess(epsilons[1], epsilons[2])

@@ -152,16 +152,16 @@ class RecordedDrawsTest(absltest.TestCase):
       return list(csv.DictReader(f))
 
   def test_uniform_selection_is_charged_its_draw_among_the_online(self):
-    # 5 of 20 clients online, ceil(1.3 x 3) = 4 invited: 4 of 5 drawn.
+    # 5 of 20 clients online, int(1.3 x 3) = 3 invited: 3 of 5 drawn.
     rows = self._run(selection.UniformSelector(3, overcommit=1.3), online=5)
     self.assertEqual([int(r['dp_population']) for r in rows], [0, 5, 5])
-    self.assertEqual([int(r['dp_sample_size']) for r in rows], [0, 4, 4])
+    self.assertEqual([int(r['dp_sample_size']) for r in rows], [0, 3, 3])
     self.assertEqual(float(rows[0]['epsilon']), 0.0)
     for r in range(1, 3):
       self.assertEqual(float(rows[r]['epsilon']),
                        _epsilon_from_columns(rows[:r + 1], 1.0, 1e-5))
     # The conventional figure: the invited count drawn from all 20, every round.
-    uniform = [{'dp_population': 20, 'dp_sample_size': 4}] * 2
+    uniform = [{'dp_population': 20, 'dp_sample_size': 3}] * 2
     self.assertEqual(float(rows[2]['epsilon_uniform']),
                      _epsilon_from_columns(uniform, 1.0, 1e-5))
     self.assertGreater(float(rows[2]['epsilon']), float(rows[2]['epsilon_uniform']))
