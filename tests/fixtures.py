@@ -18,6 +18,18 @@ import tensorflow as tf
 # ---------------------------------------------------------------- LEAF JSON
 
 
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path`, creating its directory."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    f.write(text)
+
+
+def read_text(path: str) -> str:
+  with open(path) as f:
+    return f.read()
+
+
 def write_leaf_shard(path: str, users: Mapping[str, Mapping[str, list]]) -> None:
   """One LEAF JSON file: users in order, num_samples, user_data {x, y}."""
   os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -8,6 +8,7 @@ import tempfile
 from absl.testing import absltest
 import ml_collections
 
+from tests import fixtures
 from tf_fedscale.experiments import config_util
 from tf_fedscale.experiments import output_dir
 
@@ -15,15 +16,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = 'round,virtual_time_s,train_loss\n'
 
 
-def _write(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w') as f:
-    f.write(text)
-
-
-def _read(path: str) -> str:
-  with open(path) as f:
-    return f.read()
 
 
 class OutputDirTest(absltest.TestCase):
@@ -34,9 +26,9 @@ class OutputDirTest(absltest.TestCase):
 
   def test_overwrite_removes_every_result_file_and_keeps_the_users(self):
     for name in output_dir.RESULT_FILES:
-      _write(os.path.join(self.dir, name, 'x') if '.' not in name
+      fixtures.write_text(os.path.join(self.dir, name, 'x') if '.' not in name
              else os.path.join(self.dir, name), 'old\n')
-    _write(os.path.join(self.dir, 'notes.txt'), 'mine\n')
+    fixtures.write_text(os.path.join(self.dir, 'notes.txt'), 'mine\n')
     self.assertIn('async_updates.csv', output_dir.existing_results(self.dir))
     self.assertIn('tensorboard', output_dir.existing_results(self.dir))
     with self.assertRaisesRegex(config_util.UsageError, 'pass --overwrite'):
@@ -63,7 +55,7 @@ class OutputDirTest(absltest.TestCase):
 
   def test_a_lock_that_is_not_a_regular_file_is_refused_and_not_followed(self):
     target = os.path.join(self.dir, 'elsewhere.txt')
-    _write(target, 'keep me\n')
+    fixtures.write_text(target, 'keep me\n')
     lock_path = os.path.join(self.dir, output_dir.LOCK_FILE)
     dangling = os.path.join(self.dir, 'nothing_here')
     for make in (lambda: os.symlink(target, lock_path),
@@ -74,7 +66,7 @@ class OutputDirTest(absltest.TestCase):
         output_dir.Lock(self.dir).acquire()
       (os.rmdir if os.path.isdir(lock_path) and not os.path.islink(lock_path)
        else os.remove)(lock_path)
-    self.assertEqual(_read(target), 'keep me\n')
+    self.assertEqual(fixtures.read_text(target), 'keep me\n')
     self.assertFalse(os.path.lexists(dangling))
 
   def test_a_killed_holders_lock_is_taken_over(self):
@@ -95,39 +87,39 @@ class OutputDirTest(absltest.TestCase):
       holder.stdout.close()
     lock = output_dir.Lock(self.dir)
     self.assertEqual(lock.acquire(), holder.pid)
-    self.assertEqual(_read(lock.path), f'{os.getpid()}\n')
+    self.assertEqual(fixtures.read_text(lock.path), f'{os.getpid()}\n')
     lock.release()
 
   def _clients(self, text: str) -> None:
-    _write(os.path.join(self.dir, 'clients.csv'),
+    fixtures.write_text(os.path.join(self.dir, 'clients.csv'),
            ','.join(output_dir.metrics.TIMELINE_COLUMNS) + '\n' + text)
 
   def test_resume_cuts_every_csv_to_the_checkpoint(self):
     rows = ''.join(f'{r},{10 * r},0.5\n' for r in range(6))
-    _write(os.path.join(self.dir, 'metrics.csv'), HEADER + rows + '6,60')
-    _write(os.path.join(self.dir, 'wall_clock.csv'),
+    fixtures.write_text(os.path.join(self.dir, 'metrics.csv'), HEADER + rows + '6,60')
+    fixtures.write_text(os.path.join(self.dir, 'wall_clock.csv'),
            'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(7)))
     self._clients(''.join(f'{r},c{r},completed,0,1,1,1,3,10,5,5\n' for r in range(1, 7)))
-    _write(os.path.join(self.dir, 'client_accuracy.csv'), 'client_id\n')
-    _write(os.path.join(self.dir, 'metrics.csv.abc12345.tmp'), 'left by a kill')
+    fixtures.write_text(os.path.join(self.dir, 'client_accuracy.csv'), 'client_id\n')
+    fixtures.write_text(os.path.join(self.dir, 'metrics.csv.abc12345.tmp'), 'left by a kill')
     self.assertEqual(output_dir.last_intact_round(self.dir)[0], 5)
     self.assertEqual(output_dir.resume_round(self.dir, [2, 4, 6]), 4)
     output_dir.cut_after(self.dir, 4)
-    self.assertEqual(_read(os.path.join(self.dir, 'metrics.csv')),
+    self.assertEqual(fixtures.read_text(os.path.join(self.dir, 'metrics.csv')),
                      HEADER + ''.join(f'{r},{10 * r},0.5\n' for r in range(5)))
-    self.assertEqual(_read(os.path.join(self.dir, 'wall_clock.csv')),
+    self.assertEqual(fixtures.read_text(os.path.join(self.dir, 'wall_clock.csv')),
                      'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(5)))
-    self.assertEqual(_read(os.path.join(self.dir, 'clients.csv')).count('completed'), 4)
+    self.assertEqual(fixtures.read_text(os.path.join(self.dir, 'clients.csv')).count('completed'), 4)
     self.assertEqual(sorted(os.listdir(self.dir)),
                      ['clients.csv', 'metrics.csv', 'wall_clock.csv'])
 
   def test_a_row_cut_mid_line_moves_the_resume_before_it(self):
     # round 4's row is cut: resuming from the checkpoint of round 6 would lose it.
     rows = ''.join(f'{r},{10 * r},0.5\r\n' for r in range(4))
-    _write(os.path.join(self.dir, 'metrics.csv'),
+    fixtures.write_text(os.path.join(self.dir, 'metrics.csv'),
            HEADER.replace('\n', '\r\n') + rows + '4,4')
     self.assertEqual(output_dir.last_intact_round(self.dir)[0], -1)  # wall_clock.csv missing
-    _write(os.path.join(self.dir, 'wall_clock.csv'),
+    fixtures.write_text(os.path.join(self.dir, 'wall_clock.csv'),
            'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(7)))
     with self.assertLogs(level='WARNING') as logs:
       self.assertEqual(output_dir.resume_round(self.dir, [2, 4, 6]), 2)
@@ -139,9 +131,9 @@ class OutputDirTest(absltest.TestCase):
           f'{r},{10 * r},0.5\n' for r in range(3))).replace('\n', '\r\n').encode())
 
   def test_damaged_client_rows_move_the_resume_before_their_round(self):
-    _write(os.path.join(self.dir, 'metrics.csv'),
+    fixtures.write_text(os.path.join(self.dir, 'metrics.csv'),
            HEADER + ''.join(f'{r},{10 * r},0.5\n' for r in range(7)))
-    _write(os.path.join(self.dir, 'wall_clock.csv'),
+    fixtures.write_text(os.path.join(self.dir, 'wall_clock.csv'),
            'round,wall_clock_s\n' + ''.join(f'{r},{r}\n' for r in range(7)))
     row = '{},c,completed,0,1,1,1,3,10,5,5\n'
     for damage, intact in (('\n', 4), ('x' + row[2:], 4), (row.format(3), 4),
@@ -153,18 +145,18 @@ class OutputDirTest(absltest.TestCase):
     self._clients(row.format(1) + '\n' + row.format(2))
     self.assertIsNone(output_dir.resume_round(self.dir, [2]))
     output_dir.cut_after(self.dir, None)
-    self.assertEqual(_read(os.path.join(self.dir, 'clients.csv')).count('\n'), 1)
-    self.assertEqual(_read(os.path.join(self.dir, 'metrics.csv')), HEADER)
+    self.assertEqual(fixtures.read_text(os.path.join(self.dir, 'clients.csv')).count('\n'), 1)
+    self.assertEqual(fixtures.read_text(os.path.join(self.dir, 'metrics.csv')), HEADER)
 
   def test_resume_refuses_damaged_files_before_touching_them(self):
-    _write(os.path.join(self.dir, 'config.json'), '{"seed": 0}')
-    _write(os.path.join(self.dir, 'clients.csv'), 'round,cli')
+    fixtures.write_text(os.path.join(self.dir, 'config.json'), '{"seed": 0}')
+    fixtures.write_text(os.path.join(self.dir, 'clients.csv'), 'round,cli')
     with self.assertRaisesRegex(config_util.UsageError, 'clients.csv is cut'):
       output_dir.check_resumable(self.dir, ml_collections.ConfigDict({'seed': 0}))
-    _write(os.path.join(self.dir, 'config.json'), '{"seed": ')
+    fixtures.write_text(os.path.join(self.dir, 'config.json'), '{"seed": ')
     with self.assertRaisesRegex(config_util.UsageError, 'config.json is damaged'):
       output_dir.check_resumable(self.dir, ml_collections.ConfigDict({'seed': 0}))
-    self.assertEqual(_read(os.path.join(self.dir, 'clients.csv')), 'round,cli')
+    self.assertEqual(fixtures.read_text(os.path.join(self.dir, 'clients.csv')), 'round,cli')
 
 
 if __name__ == '__main__':

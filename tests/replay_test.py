@@ -9,6 +9,7 @@ import tempfile
 
 from absl.testing import absltest
 
+from tests import fixtures
 from tf_fedscale.experiments import replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,15 +27,6 @@ TINY_SPEC = {
 }
 
 
-def _write(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w') as f:
-    f.write(text)
-
-
-def _read(path: str) -> str:
-  with open(path) as f:
-    return f.read()
 
 
 def _reproduce(*args: str) -> subprocess.CompletedProcess:
@@ -55,11 +47,11 @@ class DiffTest(absltest.TestCase):
     super().setUp()
     self.dir = self.enterContext(tempfile.TemporaryDirectory())
     self.old = os.path.join(self.dir, 'old.csv')
-    _write(self.old, METRICS)
+    fixtures.write_text(self.old, METRICS)
 
   def _diff(self, new_text: str) -> list[str]:
     new = os.path.join(self.dir, 'new.csv')
-    _write(new, new_text)
+    fixtures.write_text(new, new_text)
     return replay.diff_csv('m.csv', self.old, new)
 
   def test_equal_files_and_accuracies_within_1e6_pass(self):
@@ -89,8 +81,8 @@ class DiffTest(absltest.TestCase):
 
   def test_config_differences_name_the_key(self):
     old, new = os.path.join(self.dir, 'a.json'), os.path.join(self.dir, 'b.json')
-    _write(old, json.dumps({'seed': 0, 'client_lr': 0.05}))
-    _write(new, json.dumps({'seed': 0, 'client_lr': 0.1, 'client_momentum': 0.9}))
+    fixtures.write_text(old, json.dumps({'seed': 0, 'client_lr': 0.05}))
+    fixtures.write_text(new, json.dumps({'seed': 0, 'client_lr': 0.1, 'client_momentum': 0.9}))
     self.assertEqual(replay.diff_config('c.json', old, new),
                      ["c.json: client_lr: committed 0.05, rerun 0.1",
                       "c.json: client_momentum: committed '(absent)', rerun 0.9"])
@@ -100,7 +92,7 @@ class SpecTest(absltest.TestCase):
 
   def _load(self, spec) -> replay.Spec:
     directory = self.enterContext(tempfile.TemporaryDirectory())
-    _write(os.path.join(directory, replay.SPEC_FILE),
+    fixtures.write_text(os.path.join(directory, replay.SPEC_FILE),
            spec if isinstance(spec, str) else json.dumps(spec))
     return replay.load_spec(directory)
 
@@ -156,7 +148,7 @@ class CheckTest(absltest.TestCase):
   def setUp(self):
     super().setUp()
     self.spec_dir = os.path.join(self.enterContext(tempfile.TemporaryDirectory()), 'tiny')
-    _write(os.path.join(self.spec_dir, replay.SPEC_FILE), json.dumps(TINY_SPEC))
+    fixtures.write_text(os.path.join(self.spec_dir, replay.SPEC_FILE), json.dumps(TINY_SPEC))
 
   def test_check_passes_on_an_equal_rerun_and_names_a_changed_value(self):
     spec = replay.load_spec(self.spec_dir)
@@ -167,13 +159,13 @@ class CheckTest(absltest.TestCase):
     self.assertIn('1 runs replay', result.stdout)
 
     metrics = os.path.join(self.spec_dir, replay.RUNS_DIR, 'uniform', 'seed_3', 'metrics.csv')
-    rows = _read(metrics).splitlines()
+    rows = fixtures.read_text(metrics).splitlines()
     header, row = rows[0].split(','), rows[2].split(',')
     column = header.index('eval_accuracy')
     committed = row[column]
     row[column] = repr(float(committed) + 1e-3)
     rows[2] = ','.join(row)
-    _write(metrics, '\n'.join(rows) + '\n')
+    fixtures.write_text(metrics, '\n'.join(rows) + '\n')
     result = _reproduce(f'--check={self.spec_dir}')
     self.assertEqual(result.returncode, 1, result.stderr[-3000:])
     self.assertIn(f'uniform/seed_3/metrics.csv: round 1, eval_accuracy: committed '
@@ -185,7 +177,7 @@ class CheckTest(absltest.TestCase):
       self.skipTest('not a git checkout: no commit to record')
     result = _reproduce(f'--regenerate={self.spec_dir}')
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-    produced = json.loads(_read(os.path.join(self.spec_dir, replay.PROVENANCE_FILE)))
+    produced = json.loads(fixtures.read_text(os.path.join(self.spec_dir, replay.PROVENANCE_FILE)))
     head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout.strip()
     self.assertEqual(produced['commit'], head)
@@ -193,7 +185,7 @@ class CheckTest(absltest.TestCase):
     self.assertEqual(list(produced['wall_s']), ['uniform/seed_3'])
     run = os.path.join(self.spec_dir, replay.RUNS_DIR, 'uniform', 'seed_3')
     self.assertEqual(sorted(os.listdir(run)), ['clients.csv', 'config.json', 'metrics.csv'])
-    self.assertEqual(json.loads(_read(os.path.join(run, 'config.json')))['seed'], 3)
+    self.assertEqual(json.loads(fixtures.read_text(os.path.join(run, 'config.json')))['seed'], 3)
 
   def test_bad_input_is_one_line_and_exit_2_and_leaves_files_alone(self):
     for args, message in [

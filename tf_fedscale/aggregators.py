@@ -59,8 +59,23 @@ EncoderFn = Callable[[tf.TensorSpec], Any]  # spec -> te GatherEncoder
 SPARSIFY_METHODS = ('top', 'random')
 
 
+class _EncodedValuesStage(te.core.EncodingStageInterface):
+  """What this module's stages share: they compress `ENCODED_VALUES_KEY` and
+  do not commute with summation."""
+
+  ENCODED_VALUES_KEY = 'values'
+
+  @property
+  def compressible_tensors_keys(self):
+    return [self.ENCODED_VALUES_KEY]
+
+  @property
+  def commutes_with_sum(self):
+    return False
+
+
 @te.core.tf_style_encoding_stage
-class SparsifyEncodingStage(te.core.EncodingStageInterface):
+class SparsifyEncodingStage(_EncodedValuesStage):
   """Keeps k entries of a rank-1 tensor and sends (indices, values).
 
   k = ceil(fraction x size), fixed per tensor, so the encoded size is known
@@ -73,7 +88,6 @@ class SparsifyEncodingStage(te.core.EncodingStageInterface):
   """
 
   ENCODED_INDICES_KEY = 'indices'
-  ENCODED_VALUES_KEY = 'values'
 
   def __init__(self, fraction: float, method: str = 'top', key: int = 0):
     if not 0.0 < fraction <= 1.0:
@@ -87,14 +101,6 @@ class SparsifyEncodingStage(te.core.EncodingStageInterface):
   @property
   def name(self):
     return f'{self._method}_k'
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False
 
   @property
   def decode_needs_input_shape(self):
@@ -128,7 +134,7 @@ class SparsifyEncodingStage(te.core.EncodingStageInterface):
 
 
 @te.core.tf_style_encoding_stage
-class SeededQuantizationStage(te.core.EncodingStageInterface):
+class SeededQuantizationStage(_EncodedValuesStage):
   """Uniform quantization to `bits` over the tensor's [min, max] with
   stochastic rounding, as tensor_encoding's `UniformQuantizationEncodingStage`
   (same encoded tensors and keys), but its rounding draws seeded by stream
@@ -149,14 +155,6 @@ class SeededQuantizationStage(te.core.EncodingStageInterface):
   @property
   def name(self):
     return 'seeded_uniform_quantization'
-
-  @property
-  def compressible_tensors_keys(self):
-    return [self.ENCODED_VALUES_KEY]
-
-  @property
-  def commutes_with_sum(self):
-    return False
 
   @property
   def decode_needs_input_shape(self):
