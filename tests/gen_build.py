@@ -36,6 +36,8 @@ SHARED_DATA = {
     'tasks_real_femnist_test': ['femnist_leaf_niid005', 'femnist_leaf_tiny_fedlab'],
     'traces_calibration_test': ['flash_device_profiles',
                                 'flash_trace_aggregates_and_aibenchmark_soc'],
+    'validate_compute_test': ['flash_device_profiles',
+                              'flash_trace_aggregates_and_aibenchmark_soc'],
 }
 # Files a test reads from the checkout.
 FILES = {
