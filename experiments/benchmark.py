@@ -57,6 +57,7 @@ from tf_fedscale import availability as availability_lib
 from tf_fedscale import cli
 from tf_fedscale.engine import execution as execution_lib
 from tf_fedscale.engine import inprocess_engine
+from tf_fedscale.engine import interface
 from tf_fedscale.engine import runtime
 from tf_fedscale import local_work as local_work_lib
 from tf_fedscale import population as population_lib
@@ -344,7 +345,7 @@ def _proc_rss_bytes(pid: int, field: str = 'VmRSS') -> int:
 class Meter:
   """CPU seconds and resident bytes of this process plus its local workers."""
 
-  def __init__(self, execution: Optional[execution_lib.Engine] = None):
+  def __init__(self, execution: Optional[interface.Engine] = None):
     self.execution = execution
 
   def pids(self) -> list[int]:

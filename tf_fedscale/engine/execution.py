@@ -21,13 +21,12 @@ from tf_fedscale.engine import worker_pool
 
 DEFAULT_RECYCLE_GROWTH = memory_recycling.DEFAULT_RECYCLE_GROWTH
 validate_flags = placement.validate_flags
-Engine = interface.Engine
 
 
 def build(execution: str = 'auto', max_concurrent_clients: int = -1,
           worker_devices: str = '', clients_per_subround: int = 0,
           recycle_growth: float = DEFAULT_RECYCLE_GROWTH,
-          data_cache_mb: int = -1) -> Engine:
+          data_cache_mb: int = -1) -> interface.Engine:
   """The engine `--execution` names (not started: use it as a context manager).
 
   `auto` is resolved here (`placement.resolve`) and its choice logged; an
@@ -55,7 +54,7 @@ def build(execution: str = 'auto', max_concurrent_clients: int = -1,
       recycle_growth=recycle_growth)
 
 
-def from_config(config) -> Engine:
+def from_config(config) -> interface.Engine:
   """The engine an experiment config asks for (`execution`, `worker_devices`,
   `max_concurrent_clients`, `clients_per_subround`, `worker_recycle_growth`,
   `data_cache_mb`)."""

@@ -91,7 +91,7 @@ def default_lanes_per_device(devices: list[str]) -> int:
   return max(1, len(os.sched_getaffinity(0)) // len(devices))
 
 
-class InProcessEngine:
+class InProcessEngine(interface.ContextManagedEngine):
   """Installs the in-process context; an `interface.Engine`.
 
   Use as a context manager. A fallback worker, if one was needed, stops on exit.
@@ -113,13 +113,6 @@ class InProcessEngine:
     self.context: Optional[inprocess_context.InProcessContext] = None
     self._fallback_pool: Optional[worker_pool.WorkerPool] = None
     self._events: list[str] = []
-
-  def __enter__(self) -> 'InProcessEngine':
-    self.start()
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self.stop()
 
   def start(self) -> None:
     self.devices = engine_devices(self.spec.num_workers)

@@ -58,15 +58,19 @@ class Engine(Protocol):
     """What the engine has done so far."""
 
 
-class InlineEngine:
-  """Runs calls in the TFF context already installed, once, without recovery."""
+class ContextManagedEngine:
+  """`with engine:` starts it and stops it on exit, whatever happens inside."""
 
-  def __enter__(self) -> 'InlineEngine':
+  def __enter__(self):
     self.start()
     return self
 
   def __exit__(self, *exc_info) -> None:
     self.stop()
+
+
+class InlineEngine(ContextManagedEngine):
+  """Runs calls in the TFF context already installed, once, without recovery."""
 
   def start(self) -> None:
     """Nothing to start: the installed context is used."""

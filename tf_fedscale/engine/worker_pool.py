@@ -35,7 +35,7 @@ DEFAULT_MAX_RESTARTS = 3
 T = TypeVar('T')
 
 
-class WorkerPool:
+class WorkerPool(interface.ContextManagedEngine):
   """Starts (or connects to) the workers and installs the TFF context; an
   `interface.Engine`.
 
@@ -87,13 +87,6 @@ class WorkerPool:
     self.events: list[str] = []  # what recovery did, in order
 
   # Lifecycle.
-
-  def __enter__(self) -> 'WorkerPool':
-    self.start()
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self.stop()
 
   def start(self) -> None:
     self._exit_hooks.enter_context(runtime.exit_hooks())
